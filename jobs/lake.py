@@ -1,0 +1,87 @@
+"""Reads and writes of Delta tables by logical name: the only place jobs touch storage.
+
+Transforms stay pure (`DataFrame -> DataFrame`); a job's `run()` calls these at its edges.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from cdp.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def table_exists(spark: SparkSession, settings: Settings, name: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, settings.table_path(name))
+
+
+def read_table(spark: SparkSession, settings: Settings, name: str, version: int | None = None) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(settings.table_path(name))
+
+
+def table_version(spark: SparkSession, settings: Settings, name: str) -> int | None:
+    """Current Delta version of a table (None when it does not exist yet)."""
+    from delta.tables import DeltaTable
+
+    if not table_exists(spark, settings, name):
+        return None
+    return int(DeltaTable.forPath(spark, settings.table_path(name)).history(1).collect()[0]["version"])
+
+
+def overwrite_table(df: DataFrame, settings: Settings, name: str, partition_by: Sequence[str] = (),
+                    replace_where: str | None = None) -> None:
+    """Replace the whole table (or the slice `replace_where`) with `df` in one Delta commit."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true" if not replace_where else "false")
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(settings.table_path(name))
+
+
+def append_table(df: DataFrame, settings: Settings, name: str, partition_by: Sequence[str] = ()) -> None:
+    writer = df.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(settings.table_path(name))
+
+
+def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: str, keys: Sequence[str],
+                update: bool = True, partition_by: Sequence[str] = ()) -> None:
+    """Upsert `df` into table `name` on `keys` (insert-only when `update` is False); creates the table if absent.
+
+    Running the same merge twice leaves the table as after one run.
+    """
+    from delta.tables import DeltaTable
+
+    path = settings.table_path(name)
+    if not DeltaTable.isDeltaTable(spark, path):
+        writer = df.write.format("delta").mode("append")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(path)
+        return
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
+    if update:
+        merge = merge.whenMatchedUpdateAll()
+    merge.whenNotMatchedInsertAll().execute()
+
+
+def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:
+    """Register existing tables as temporary views named by their logical name, for Spark SQL by name."""
+    registered = []
+    for name in settings.tables:
+        if name.startswith(tuple(prefixes)) and table_exists(spark, settings, name):
+            read_table(spark, settings, name).createOrReplaceTempView(name)
+            registered.append(name)
+    return registered
