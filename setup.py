@@ -56,6 +56,7 @@ setup(
         "pyarrow>=15",
         "pydantic>=2.7,<3",
         "PyYAML>=6",
+        "psutil>=5.9",
     ],
     extras_require={"dev": ["pytest==9.2.0"]},
     entry_points={"console_scripts": ["cdp=cdp.cli:main"]},

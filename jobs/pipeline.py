@@ -48,3 +48,28 @@ def run_pipeline(spark: SparkSession, settings: Settings, run_date: dt.date,
         log.info("stage %s: %s", stage.name, stage.doc)
         summaries[stage.name] = stage.load()(spark, settings, run_date) or {}
     return summaries
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(stage.name for stage in STAGES)
+
+
+def run_stage(stage_name: str, run_date: dt.date | str, profile: str | None = None,
+              landing_dir: str | None = None, lake_dir: str | None = None) -> dict[str, Any]:
+    """Run one stage as its own entry point (an Airflow task, or `cdp run --stages NAME`).
+
+    Builds the settings and the SparkSession (reused if the process already has one), then calls the stage.
+    """
+    from cdp.config import load_settings
+    from cdp.spark import build_spark
+
+    stage = next((s for s in STAGES if s.name == stage_name), None)
+    if stage is None:
+        from cdp.errors import ConfigError
+
+        raise ConfigError(f"unknown stage {stage_name!r}; stages are {stage_names()}")
+    if isinstance(run_date, str):
+        run_date = dt.date.fromisoformat(run_date[:10])
+    settings = load_settings(profile, overrides={"landing_dir": landing_dir, "lake_dir": lake_dir})
+    spark = build_spark(settings.spark)
+    return stage.load()(spark, settings, run_date) or {}

@@ -12,6 +12,14 @@ EXTERNAL_DATA = REPO.parent / "shared" / "data" / "external"
 # A fixed test secret: identifier hashes in tests are reproducible; production reads it from the environment.
 os.environ.setdefault("CDP_HMAC_SECRET", "test-secret-not-for-production")
 
+# Airflow reads its configuration at import time: point it at a private home and our dags/ before any import.
+AIRFLOW_HOME = REPO / ".airflow" / "test"
+os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{AIRFLOW_HOME}/airflow.db")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -48,3 +56,15 @@ def make_settings(tmp_path):
 @pytest.fixture()
 def settings(make_settings):
     return make_settings()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database (SQLite) for dag.test(); created once per test session."""
+    import subprocess
+    import sys
+
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return AIRFLOW_HOME
