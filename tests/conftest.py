@@ -1,6 +1,7 @@
 """Shared fixtures: one session-scoped Spark (real Spark + Delta, tuned for tiny data), settings on tmp lakes."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,9 @@ EXTERNAL_DATA = REPO.parent / "shared" / "data" / "external"
 
 # A fixed test secret: identifier hashes in tests are reproducible; production reads it from the environment.
 os.environ.setdefault("CDP_HMAC_SECRET", "test-secret-not-for-production")
+
+# py4j logs at INFO from __del__ at interpreter exit, after pytest closed its streams
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 # Airflow reads its configuration at import time: point it at a private home and our dags/ before any import.
 AIRFLOW_HOME = REPO / ".airflow" / "test"
