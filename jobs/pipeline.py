@@ -41,12 +41,15 @@ def available_stages() -> tuple[Stage, ...]:
 def run_pipeline(spark: SparkSession, settings: Settings, run_date: dt.date,
                  stages: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """Run the stages in order for `run_date`; returns each stage's summary."""
+    from cdp.locking import lake_lock
+
     summaries: dict[str, dict[str, Any]] = {}
-    for stage in STAGES:
-        if stages and stage.name not in stages:
-            continue
-        log.info("stage %s: %s", stage.name, stage.doc)
-        summaries[stage.name] = stage.load()(spark, settings, run_date) or {}
+    with lake_lock(settings.lake_dir):
+        for stage in STAGES:
+            if stages and stage.name not in stages:
+                continue
+            log.info("stage %s: %s", stage.name, stage.doc)
+            summaries[stage.name] = stage.load()(spark, settings, run_date) or {}
     return summaries
 
 
@@ -72,4 +75,7 @@ def run_stage(stage_name: str, run_date: dt.date | str, profile: str | None = No
         run_date = dt.date.fromisoformat(run_date[:10])
     settings = load_settings(profile, overrides={"landing_dir": landing_dir, "lake_dir": lake_dir})
     spark = build_spark(settings.spark)
-    return stage.load()(spark, settings, run_date) or {}
+    from cdp.locking import lake_lock
+
+    with lake_lock(settings.lake_dir):
+        return stage.load()(spark, settings, run_date) or {}
