@@ -1,0 +1,146 @@
+"""Guardrails against over-merging, as pure DataFrame transforms: blocklist, shared identifiers, overrides.
+
+Three guards act before the components step (the fourth, the per-type limits, acts inside `graph.resolve`):
+
+1. **Blocklist.** Junk values (`13800000000`, one digit repeated, test ids) declared per identifier type in
+   conf/identity.yaml. Hashed types are checked against their raw value in the protected `pii_values` table
+   (the identity stage is a trusted job); unhashed ids (cards, buyer ids) against the silver value itself.
+2. **Overrides** declared by data stewards (table `identity_overrides`): extra blocked identifiers,
+   never-link pairs, always-link pairs.
+3. **Shared identifiers.** An identifier linked to more than `shared_threshold` distinct identifiers of one
+   higher-priority type and scope (a store phone typed for walk-in customers links to hundreds of member
+   cards; a family phone to two cards of one brand) is not used to merge.
+
+A blocked or shared identifier keeps a row in `identity_nodes` (status `blocked` / `shared`) but gets no
+One-ID and takes part in no merge; every decision is a row of `identity_rejections` with a reason that
+carries no personal data.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from cdp.identity.config import IdentityRules
+
+REJECTION_COLUMNS = ("kind", "node_key", "other_node_key", "reason", "detail")
+OVERRIDE_COLUMNS = ("override_id", "action", "node_key", "other_node_key", "reason", "created_at", "created_by")
+OVERRIDE_ACTIONS = ("block", "never_link", "always_link")
+
+
+def blocked_nodes(nodes: DataFrame, pii_values: DataFrame | None, rules: IdentityRules,
+                  overrides: DataFrame | None = None) -> DataFrame:
+    """One row per blocked node: node_key, reason (`blocklist` | `override_block`), detail (no raw value)."""
+    from pyspark.sql import functions as F
+
+    value = F.substring_index(F.col("node_key"), ":", -1)
+    raw = nodes.select("node_key", "id_type", value.alias("value"))
+    if pii_values is not None:
+        pii = pii_values.select(F.col("kind").alias("_kind"), F.col("value_hash").alias("_hash"),
+                                F.col("value").alias("_raw"))
+        raw = raw.join(pii, (raw["value"] == pii["_hash"]), "left")
+    else:
+        raw = raw.withColumn("_kind", F.lit(None).cast("string")).withColumn("_raw", F.lit(None).cast("string"))
+
+    verdicts = []
+    for t in rules.identifier_types:
+        checks = []
+        if t.pii_kind:
+            subject = F.when(F.col("_kind") == t.pii_kind, F.col("_raw"))
+        else:
+            subject = F.col("value")
+        for i, pattern in enumerate(t.blocklist.patterns):
+            checks.append((subject.rlike(pattern), f"{t.name} blocklist pattern #{i + 1} of conf/identity.yaml"))
+        if t.blocklist.values:
+            checks.append((subject.isin(list(t.blocklist.values)), f"{t.name} blocklist value list of conf/identity.yaml"))
+        if not checks:
+            continue
+        detail = None
+        for cond, text in reversed(checks):  # first matching check wins
+            detail = F.when(cond, F.lit(text)) if detail is None else F.when(cond, F.lit(text)).otherwise(detail)
+        verdicts.append(F.when(F.col("id_type") == t.name, detail))
+    if verdicts:
+        flagged = (raw.withColumn("detail", F.coalesce(*verdicts)).where(F.col("detail").isNotNull())
+                   .groupBy("node_key").agg(F.min("detail").alias("detail"))
+                   .withColumn("reason", F.lit("blocklist")))
+    else:
+        flagged = nodes.sparkSession.createDataFrame([], "node_key string, detail string, reason string")
+    result = flagged.select("node_key", "reason", "detail")
+    if overrides is not None:
+        by_steward = (overrides.where(F.col("action") == "block")
+                      .join(nodes.select("node_key"), "node_key")
+                      .groupBy("node_key").agg(F.min("reason").alias("_why"))
+                      .select("node_key", F.lit("override_block").alias("reason"),
+                              F.concat(F.lit("blocked by steward override: "), F.coalesce("_why", F.lit("-"))).alias("detail")))
+        result = result.unionByName(by_steward.join(result.select("node_key"), "node_key", "left_anti"))
+    return result
+
+
+def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, excluded: DataFrame) -> DataFrame:
+    """One row per shared node: node_key, reason `shared`, detail ("linked to 57 distinct member_card (main) ...").
+
+    `edges`: the link-rule edges (src_key, dst_key, ...); `excluded`: node_keys already blocked (their links do
+    not count). Counted per higher-priority type and scope, so one card per brand never makes a phone shared.
+    """
+    from pyspark.sql import functions as F
+
+    thresholds = {t.name: t.shared_threshold for t in rules.identifier_types if t.shared_threshold > 0}
+    empty = nodes.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
+    if not thresholds:
+        return empty
+    info = nodes.select("node_key", "id_type", "id_priority", "scope")
+    pairs = edges.select("src_key", "dst_key").distinct()
+    both = (pairs.select(F.col("src_key").alias("node_key"), F.col("dst_key").alias("other"))
+            .unionByName(pairs.select(F.col("dst_key").alias("node_key"), F.col("src_key").alias("other"))))
+    gone = excluded.select("node_key")
+    both = (both.join(gone, "node_key", "left_anti")
+            .join(gone.withColumnRenamed("node_key", "other"), "other", "left_anti"))
+    me = info.select("node_key", "id_type", "id_priority")
+    them = info.select(F.col("node_key").alias("other"), F.col("id_type").alias("other_type"),
+                       F.col("id_priority").alias("other_priority"), F.col("scope").alias("other_scope"))
+    threshold = F.create_map(*[x for k, v in thresholds.items() for x in (F.lit(k), F.lit(v))])
+    counted = (both.join(me, "node_key").join(them, "other")
+               .where(F.col("other_priority") < F.col("id_priority"))
+               .withColumn("threshold", threshold[F.col("id_type")])
+               .where(F.col("threshold").isNotNull())
+               .groupBy("node_key", "id_type", "threshold", "other_type", "other_scope")
+               .agg(F.countDistinct("other").alias("n"))
+               .where(F.col("n") > F.col("threshold")))
+    scope_text = F.when(F.col("other_scope").isNotNull(), F.concat(F.lit(" ("), F.col("other_scope"), F.lit(")"))).otherwise(F.lit(""))
+    described = counted.select(
+        "node_key", "n",
+        F.concat(F.lit("linked to "), F.col("n").cast("string"), F.lit(" distinct "), F.col("other_type"), scope_text,
+                 F.lit(" identifiers (shared_threshold "), F.col("threshold").cast("string"), F.lit(")")).alias("detail"))
+    # one row per node: the largest count decides the detail (ties by text, deterministic)
+    return (described.groupBy("node_key")
+            .agg(F.max(F.struct(F.col("n"), F.col("detail"))).alias("_best"))
+            .select("node_key", F.lit("shared").alias("reason"), F.col("_best.detail").alias("detail")))
+
+
+def always_link_edges(overrides: DataFrame | None, nodes: DataFrame) -> DataFrame | None:
+    """Steward always-link pairs as edges (src_key < dst_key) for nodes that exist, applied before every rule."""
+    from pyspark.sql import functions as F
+
+    if overrides is None:
+        return None
+    keys = nodes.select("node_key")
+    pairs = (overrides.where(F.col("action") == "always_link")
+             .select(F.least("node_key", "other_node_key").alias("src_key"),
+                     F.greatest("node_key", "other_node_key").alias("dst_key"))
+             .join(keys.withColumnRenamed("node_key", "src_key"), "src_key")
+             .join(keys.withColumnRenamed("node_key", "dst_key"), "dst_key")
+             .distinct())
+    return pairs
+
+
+def never_link_pairs(overrides: DataFrame | None) -> list[tuple[str, str]]:
+    """Steward never-link pairs (a small list, collected to the driver)."""
+    from pyspark.sql import functions as F
+
+    if overrides is None:
+        return []
+    rows = (overrides.where(F.col("action") == "never_link")
+            .select(F.least("node_key", "other_node_key").alias("a"), F.greatest("node_key", "other_node_key").alias("b"))
+            .distinct().orderBy("a", "b").collect())
+    return [(r.a, r.b) for r in rows]
