@@ -48,6 +48,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    from cdp.access import get_role, run_query
+
+    settings = settings_from_args(args)
+    role = get_role(settings, args.role)
+    spark = open_spark(settings)
+    df = run_query(spark, settings, role, args.sql)
+    df.show(args.limit, truncate=False)
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from cdp.access import get_role, readable_tables
+
+    settings = settings_from_args(args)
+    role = get_role(settings, args.role)
+    for name in readable_tables(settings, role):
+        print(f"{name}\t{settings.table_path(name)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdp", description="Customer data platform with One-ID resolution")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="run the whole daily pipeline on a landing folder")
     p.add_argument("--stages", help="comma-separated subset of stages (default: all)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("query", parents=[common], help="run a read-only Spark SQL SELECT over the tables a role may read")
+    p.add_argument("sql")
+    p.add_argument("--role", help="marketer | data_engineer | admin (default $CDP_ROLE or data_engineer)")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=_query)
+
+    p = sub.add_parser("tables", parents=[common], help="list the tables a role may read, with their locations")
+    p.add_argument("--role", help="marketer | data_engineer | admin (default $CDP_ROLE or data_engineer)")
+    p.set_defaults(func=_tables)
 
     for module_name in COMMAND_MODULES:
         try:

@@ -1,0 +1,40 @@
+"""Roles decide what can be read: marketers see gold only, nobody but admin sees the personal-data table."""
+from __future__ import annotations
+
+import pytest
+
+from cdp.access import AccessDenied, get_role, readable_tables, require, run_query
+
+
+def test_roles_as_declared(settings):
+    marketer, engineer, admin = (get_role(settings, n) for n in ("marketer", "data_engineer", "admin"))
+    assert readable_tables(settings, marketer) == [t for t in settings.tables if t.startswith("gold_")]
+    assert "pii_values" not in readable_tables(settings, engineer)
+    assert "bronze_pos_lines" in readable_tables(settings, engineer)
+    assert set(readable_tables(settings, admin)) == set(settings.tables)
+    with pytest.raises(AccessDenied):
+        require(marketer, "lookup_mobile")
+    require(admin, "erase")
+
+
+@pytest.mark.spark
+def test_marketer_query_sees_gold_but_not_bronze_nor_raw_paths(spark, settings):
+    from cdp.lake import overwrite_table
+
+    overwrite_table(spark.createDataFrame([("OID1", 3)], "one_id string, order_count int"), settings, "gold_profiles")
+    overwrite_table(spark.createDataFrame([("13800138000",)], "mobile string"), settings, "bronze_pos_lines")
+    marketer = get_role(settings, "marketer")
+    assert [tuple(r) for r in run_query(spark, settings, marketer, "SELECT * FROM gold_profiles").collect()] == [("OID1", 3)]
+    with pytest.raises(AccessDenied, match="cannot see"):
+        run_query(spark, settings, marketer, "SELECT * FROM bronze_pos_lines").collect()
+    bronze_path = settings.table_path("bronze_pos_lines")
+    with pytest.raises(Exception, match="(?i)not allowed|disabled|unsupported|runSQLOnFiles|cannot see"):
+        run_query(spark, settings, marketer, f"SELECT * FROM delta.`{bronze_path}`").collect()
+    with pytest.raises(AccessDenied, match="read-only"):
+        run_query(spark, settings, marketer, f"CREATE TEMPORARY VIEW v USING delta OPTIONS (path '{bronze_path}')")
+    with pytest.raises(AccessDenied, match="read-only"):
+        run_query(spark, settings, marketer, "DROP TABLE gold_profiles")
+    with pytest.raises(AccessDenied, match="read-only"):
+        run_query(spark, settings, marketer, "CACHE TABLE gold_profiles")
+    # a CTE is still a read-only query
+    assert run_query(spark, settings, marketer, "WITH p AS (SELECT * FROM gold_profiles) SELECT count(*) FROM p").collect()[0][0] == 1
