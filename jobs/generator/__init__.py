@@ -48,8 +48,10 @@ date, computed from the rows actually written (corrupt rows and refunded e-comme
   first_purchase_date, last_purchase_date, durian_orders (orders with a line of category 榴莲), kyoho_orders
   (sku S20101 巨峰葡萄), black_kyoho_orders (sku S20102 黑藤巨峰), premium_orders (a product of brand 熊猫大鲜);
   noise counts: anonymous_pos_orders (POS purchases with neither card nor the person's own phone),
-  store_phone_orders, placeholder_phone_rows (POS lines' orders and CRM rows), formatted_phone_rows (typed
-  with spaces/+86/86-), corrupt_rows; records (rows of records.csv for this person).
+  store_phone_orders, placeholder_phone_orders, formatted_phone_orders (POS orders incl. returns whose mobile is
+  the store's phone / a placeholder / typed with spaces, +86 or 86-), placeholder_phone_crm (0/1: a CRM card
+  registered with a placeholder), corrupt_rows (rows of this person in corrupt_rows.csv); records (rows of
+  records.csv for this person).
 
 `orders.csv` — one row per written order (POS purchase or return, mini-program `order_paid`, e-commerce order):
   source, source_record_id (mini-program: the order_paid event_id), order_id, person_id, brand_id, order_date,

@@ -17,6 +17,7 @@ class NoiseRates:
     Person-level rates are shares of persons; order-level rates are shares of orders or typed phones.
     """
     never_gives_phone: float = 0.10   # persons who never give a phone at the till (anonymous POS orders)
+    skips_phone: float = 0.30         # POS orders without a card where the customer gives no phone this time
     phone_format: float = 0.08        # typed phones written '138 0013 8000', '+86 13800138000', '86-13800138000'
     placeholder_phone: float = 0.005  # typed phones replaced by 13800000000 / 00000000000 / ... (POS and CRM)
     no_unionid: float = 0.12          # persons whose openids (and WeCom contact) come without unionid

@@ -117,9 +117,8 @@ class Facts:
     black_kyoho: int = 0
     premium: int = 0
     anonymous_pos: int = 0
-    store_phone: int = 0
-    placeholder: int = 0
-    formatted: int = 0
+    phone_noise: Counter = field(default_factory=Counter)  # valid POS orders (incl. returns) by phone noise
+    placeholder_crm: int = 0
     corrupt: int = 0
 
 
@@ -309,7 +308,7 @@ class Simulation:
         crm_mobile = p.mobile
         if rng.random() < self.noise.placeholder_phone * 0.6:
             crm_mobile = rng.choice(PLACEHOLDER_MOBILES)
-            p.facts.placeholder += 1
+            p.facts.placeholder_crm = 1
             self.stats["placeholder_phone_crm"] += 1
         m = Membership(brand_id=brand, brand_no=k, card=ids.card_for(k, p.index), level=level, is_paid=is_paid,
                        consent=consent, registered_day=reg_day,
@@ -466,7 +465,6 @@ class Simulation:
         else:
             style = next((s for s in _PHONE_FORMATS if self.take(s)), None)
         if style:
-            p.facts.formatted += 1
             self.stats["formatted_phones"] += 1
             return format_phone(mobile, style)
         return mobile
@@ -498,16 +496,17 @@ class Simulation:
         store = p.home[brand] if rng.random() < 0.8 else rng.choice(self.stores_by[(brand, p.city)])
         m = p.members.get(brand)
         card = m.card if m and m.registered_day <= d and rng.random() < 0.85 else ""
-        gives_phone = not p.never_gives_phone and rng.random() < (0.15 if card else 0.7)
-        mobile, anonymous = "", not card and not gives_phone
+        gives_phone = not p.never_gives_phone and rng.random() < (0.15 if card else 1 - n.skips_phone)
+        mobile, anonymous, phone_noise = "", not card and not gives_phone, ""
         if gives_phone:
             if rng.random() < n.placeholder_phone or self.take("placeholder_phone"):
                 mobile = rng.choice(PLACEHOLDER_MOBILES)
-                p.facts.placeholder += 1
+                phone_noise = "placeholder"
                 self.stats["placeholder_phone_pos"] += 1
                 anonymous = not card
             else:
                 mobile = self.typed_mobile(rng, p, d)
+                phone_noise = "formatted" if mobile != p.mobile_on(d) else ""
         elif anonymous and n.store_phone > 0:
             lazy = [s for s in self.stores_by[(brand, p.city)] if s.lazy_cashier]
             forced = lazy and self.take("store_phone")
@@ -515,7 +514,7 @@ class Simulation:
                 store = lazy[0]
             if store.lazy_cashier and (forced or rng.random() < n.store_phone):
                 mobile = store.phone
-                p.facts.store_phone += 1
+                phone_noise = "store_phone"
                 self.stats["store_phone_orders"] += 1
         secs = self.time_of_day(rng)
         pay = PAY_METHODS[bisect.bisect_right(_PAY_CUM, rng.random() * _PAY_CUM[-1])][0]
@@ -528,6 +527,7 @@ class Simulation:
         if valid:
             p.records[("pos", order_id)] = True
             self.record_order(p, "pos", order_id, order_id, d, brand, store.store_id, valid, anonymous=anonymous)
+            p.facts.phone_noise[phone_noise] += 1
         if valid and rng.random() < 0.015 and d + 3 < self.days:  # a return a few days later
             back = d + rng.randint(0, 3)
             sku, qty, price, amount = rng.choice(valid)
@@ -653,6 +653,8 @@ class Simulation:
                                 {"mobile": p.mobile_on(adopted)})
             rate = rng.uniform(0.1, 0.6) / 7.0
             t, first = start + rng.expovariate(rate), adopted is None and rng.random() < 0.4
+            if adopted is None and t >= self.days:  # every app user opens the app at least once in the window
+                t = rng.randrange(self.days)
             while t < self.days:
                 d, secs = int(t), min(self.time_of_day(rng), 86400 - 600)
                 self.mini_event(rng, p, brand, d, secs, "app_login", {})
@@ -790,7 +792,8 @@ class Simulation:
         row += [f.orders_brand[b] for b in self.brands]
         row += [fmt_cents(f.spend_cents), self.day_text(f.first_day) if f.first_day is not None else "",
                 self.day_text(f.last_day) if f.last_day is not None else "", f.durian, f.kyoho, f.black_kyoho,
-                f.premium, f.anonymous_pos, f.store_phone, f.placeholder, f.formatted, f.corrupt,
+                f.premium, f.anonymous_pos, f.phone_noise["store_phone"], f.phone_noise["placeholder"],
+                f.placeholder_crm, f.phone_noise["formatted"], f.corrupt,
                 sum(p.records.values())]
         self.truth["persons"].writerow(row)
 
@@ -807,7 +810,8 @@ def person_columns(brands: tuple[str, ...]) -> list[str]:
     cols += [f"orders_{b}" for b in brands]
     cols += ["spend_net", "first_purchase_date", "last_purchase_date", "durian_orders", "kyoho_orders",
              "black_kyoho_orders", "premium_orders", "anonymous_pos_orders", "store_phone_orders",
-             "placeholder_phone_rows", "formatted_phone_rows", "corrupt_rows", "records"]
+             "placeholder_phone_orders", "placeholder_phone_crm", "formatted_phone_orders", "corrupt_rows",
+             "records"]
     return cols
 
 
