@@ -393,3 +393,19 @@ def test_options_are_validated():
         GeneratorOptions(days=0)
     with pytest.raises(ConfigError, match="--pos-encoding"):
         GeneratorOptions(pos_encoding="latin-1")
+
+
+def test_big_days_are_split_into_several_files_that_keep_the_truth_aligned(tmp_path):
+    out = tmp_path / "split"
+    generate(out, customers=80, days=3, seed=4, max_rows_per_file=40)
+    parts = sorted(p.name for p in (out / "pos").glob("dt=*/*_p2.csv"))
+    assert parts
+    parsed = parse_landing(out)
+    written = {(s, record_id(s, row)) for s in SOURCES for _f, _n, row in parsed["rows"][s]}
+    records = {(r["source"], r["source_record_id"]) for r in read_csv(out / "_truth" / "records.csv")}
+    assert written == records
+    corrupt = {(c["file"], int(c["line"])) for c in read_csv(out / "_truth" / "corrupt_rows.csv")}
+    assert corrupt == parsed["invalid"]
+    for path in (out / "pos").glob("dt=*/*.csv"):  # every part has the header and at most 40 rows
+        lines = path.read_text(encoding="utf-8").split("\n")
+        assert lines[0].startswith("order_id,line_no,") and len(lines) - 2 <= 40

@@ -31,11 +31,17 @@ SOURCE_FILES = {  # source -> (file extension, CSV header or None for JSON lines
 OWNED = ("pos", "miniprogram", "wecom", "ecommerce", "crm", "catalog", "stores", "_truth", "_staging", "_end_date")
 
 
-def generate(out: str | Path, options: GeneratorOptions, overwrite: bool = False) -> dict[str, Any]:
+def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite: bool = False,
+             **fields: Any) -> dict[str, Any]:
     """Write a landing folder for `options.customers` persons over `options.days` days into `out`.
 
+    Options come as a `GeneratorOptions` or as its fields: `generate(out, customers=100_000, days=120, seed=7)`.
     Returns a summary (counts only, no personal data). The same options give the same bytes.
     """
+    if options is None:
+        options = GeneratorOptions(**fields)
+    elif fields:
+        raise TypeError("pass either options or option fields, not both")
     root = Path(out)
     _prepare(root, overwrite)
     staging = Stager(root / "_staging", options.buffer_chars)
