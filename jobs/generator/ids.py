@@ -18,9 +18,10 @@ _SPARE_PREFIX = "147"             # used only for the few bodies made of one rep
 
 def mobile_for(index: int) -> str:
     """The `index`-th personal mobile number: a real carrier prefix and 8 digits, unique per index."""
+    # (prefix, body) repeats only when index repeats modulo lcm(29, 99e6) ~ 2.9e9: unique for every index we use
     n = len(MOBILE_PREFIXES)
-    prefix_no, j = index % n, index // n
-    body = f"{1_000_000 + (j * _BODY_A + _BODY_B) % _BODY_SPAN:08d}"
+    prefix_no = index % n
+    body = f"{1_000_000 + (index * _BODY_A + _BODY_B) % _BODY_SPAN:08d}"
     if len(set(body)) == 1:  # 13888888888 looks like junk; map the <= 9 such values per prefix elsewhere, uniquely
         return f"{_SPARE_PREFIX}{prefix_no * 10 + int(body[0]):08d}"
     return MOBILE_PREFIXES[prefix_no] + body

@@ -229,23 +229,25 @@ class Simulation:
         rng = random.Random(self.seed * 4_294_967_296 + i)
         pid = f"P{i + 1:08d}"
         p = _Person(pid=pid, index=i)
-        p.gender = "F" if rng.random() < 0.58 else "M"
-        p.name = rng.choice(SURNAMES) + rng.choice(GIVEN_F if p.gender == "F" else GIVEN_M)
-        p.birthday = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20_000))
-        city = CITIES[bisect.bisect_right(_CITY_CUM, rng.random() * _CITY_CUM[-1])]
-        p.city = city.name
-        p.province = city.province
+        p.gender, surname, given, p.birthday, city = _base_draws(rng)
+        p.name = surname + given
         p.behaviour = _BEHAVIOUR_NAMES[bisect.bisect_right(_BEHAVIOUR_CUM, rng.random() * _BEHAVIOUR_CUM[-1])]
         buys = p.behaviour != "prospect"
 
         # identity: own phone, family phone, phone change
         family = self.family_of(i)
-        if family:
+        if family:  # a household: the head's phone and city, often the head's surname
             p.family_id, head, _size = family
             p.mobile = ids.mobile_for(head)
+            if head != i:  # replay the head's first draws (same seed) to get their surname and city
+                _g, head_surname, _n, _b, city = _base_draws(random.Random(self.seed * 4_294_967_296 + head))
+                if rng.random() < 0.6:
+                    p.name = head_surname + given
             self.stats["family_phone_persons"] += 1
         else:
             p.mobile = ids.mobile_for(i)
+        p.city = city.name
+        p.province = city.province
         p.never_gives_phone = buys and (rng.random() < n.never_gives_phone or self.take("never_gives_phone"))
         p.has_unionid = not (rng.random() < n.no_unionid)
 
@@ -818,6 +820,16 @@ def person_columns(brands: tuple[str, ...]) -> list[str]:
 ORDER_COLUMNS = ("source", "source_record_id", "order_id", "person_id", "brand_id", "order_date", "channel_detail",
                  "is_purchase", "is_return", "net_amount", "has_durian", "has_kyoho", "has_black_kyoho",
                  "has_premium", "is_anonymous")
+
+
+def _base_draws(rng: random.Random) -> tuple[str, str, str, dt.date, Any]:
+    """The first draws of every person: gender, surname, given name, birthday, city."""
+    gender = "F" if rng.random() < 0.58 else "M"
+    surname = rng.choice(SURNAMES)
+    given = rng.choice(GIVEN_F if gender == "F" else GIVEN_M)
+    birthday = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20_000))
+    city = CITIES[bisect.bisect_right(_CITY_CUM, rng.random() * _CITY_CUM[-1])]
+    return gender, surname, given, birthday, city
 
 
 def _b(value: bool) -> str:
