@@ -102,7 +102,7 @@ def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite
     stats = dict(sorted(sim.stats.items()))
     stats["redelivered_files"] = len(redelivered)
     summary = {
-        "out": str(root), "customers": options.customers, "days": options.days, "seed": options.seed,
+        "customers": options.customers, "days": options.days, "seed": options.seed,
         "start_date": first_day, "end_date": sim.date_text[-1], "brands": list(options.brands),
         "pos_encoding": options.pos_encoding, "files": files, "stores": len(sim.stores), "skus": len(CATALOG),
         "orders": {k: v for k, v in sorted(sim.counters.items()) if k != "event"},
@@ -112,7 +112,7 @@ def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
     log.info("generated %d persons over %d days into %s", options.customers, options.days, root)
-    return summary
+    return {"out": str(root), **summary}
 
 
 def _prepare(root: Path, overwrite: bool) -> None:
