@@ -599,10 +599,12 @@ class Simulation:
     def mini_event(self, rng, p, brand, d, secs, event_type, extra, corruptible=False):
         appid = self.appids[brand]
         event_id = f"ev{ids.permute(self.next_id('event'), 2 ** 64, 0x9E3779B97F4A7C15, 7):016x}"
+        openid = p.openids.get(appid) or p.openids.setdefault(appid, ids.openid_for(self.seed, appid, p.index))
         event = {"event_id": event_id, "event_type": event_type, "event_time": self.iso(d, secs), "appid": appid,
-                 "openid": ids.openid_for(self.seed, appid, p.index)}
+                 "openid": openid}
         if p.has_unionid:
-            event["unionid"] = ids.unionid_for(self.seed, p.index)
+            event["unionid"] = p.unionid or ids.unionid_for(self.seed, p.index)
+            p.unionid = event["unionid"]
         m = p.members.get(brand)
         if m and m.registered_day <= d and event_type in ("app_login", "order_paid", "bind_mobile", "coupon_redeem"):
             event["member_card_no"] = m.card
@@ -870,6 +872,8 @@ class _Person:
     records: dict[tuple[str, str], bool] = field(default_factory=dict)
     facts: Facts = field(default_factory=Facts)
     _platform_cards: dict[str, bool] = field(default_factory=dict)
+    openids: dict[str, str] = field(default_factory=dict)  # appid -> openid (cache)
+    unionid: str = ""
 
     def mobile_on(self, day: int) -> str:
         if self.change_day is not None and day >= self.change_day:
