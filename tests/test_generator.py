@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 import os
 import re
@@ -231,7 +230,8 @@ def test_every_noise_kind_is_present(landing, parsed):
     assert anonymous
     # a store's own phone typed for several different walk-in customers
     store_phones = {r["phone"] for r in read_csv(next((landing / "stores").glob("dt=*/stores.csv")))}
-    store_phone_persons = {owner[("pos", row["order_id"])] for _f, _n, row in rows["pos"] if row["mobile"] in store_phones}
+    store_phone_persons = {owner[("pos", row["order_id"])] for _f, _n, row in rows["pos"]
+                           if row["mobile"] in store_phones}
     assert len(store_phone_persons) >= 2
     # families: 2-3 persons, one phone, separate persons in the truth
     families = defaultdict(set)

@@ -55,8 +55,8 @@ class GeneratorOptions:
     def __post_init__(self) -> None:
         if self.customers < 1:
             raise ConfigError(f"--customers must be at least 1, got {self.customers}")
-        if self.customers >= 50_000_000:
-            raise ConfigError(f"--customers must be below 50,000,000 (ids are 8-digit bijections), got {self.customers}")
+        if self.customers > 10_000_000:  # order ids are bijections of an 8-digit counter (~5 orders per person)
+            raise ConfigError(f"--customers must be at most 10,000,000, got {self.customers}")
         if not 1 <= self.days <= 3650:
             raise ConfigError(f"--days must be between 1 and 3650, got {self.days}")
         if not self.brands or len(set(self.brands)) != len(self.brands):

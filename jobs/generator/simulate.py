@@ -592,9 +592,9 @@ class Simulation:
             f.black_kyoho += black
             f.premium += premium
             f.anonymous_pos += anonymous
-        self.truth["orders"].writerow((source, record_id, order_id, p.pid, brand, self.date_text[d], where, _i(is_purchase),
-                                       _i(is_return), fmt_cents(net), _i(durian), _i(kyoho), _i(black), _i(premium),
-                                       _i(anonymous)))
+        self.truth["orders"].writerow((source, record_id, order_id, p.pid, brand, self.date_text[d], where,
+                                       _i(is_purchase), _i(is_return), fmt_cents(net), _i(durian), _i(kyoho),
+                                       _i(black), _i(premium), _i(anonymous)))
 
     def mini_event(self, rng, p, brand, d, secs, event_type, extra, corruptible=False):
         appid = self.appids[brand]
