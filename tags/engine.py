@@ -899,10 +899,9 @@ def model_maps(scores: DataFrame, run_date: dt.date) -> DataFrame:
     from pyspark.sql import functions as F
 
     upto = scores.filter(F.col("scored_date") <= F.lit(run_date))
-    latest = upto.groupBy("model").agg(F.max("scored_date").alias("_latest"))
-    current = upto.join(F.broadcast(latest), (upto["model"] == latest["model"])
-                        & (upto["scored_date"] == latest["_latest"])).select(upto["one_id"], upto["model"],
-                                                                              "score", "grade")
+    latest = upto.groupBy(F.col("model").alias("_model")).agg(F.max("scored_date").alias("_latest"))
+    current = upto.join(F.broadcast(latest), (F.col("model") == F.col("_model"))
+                        & (F.col("scored_date") == F.col("_latest"))).select("one_id", "model", "score", "grade")
     return current.groupBy("one_id").agg(
         F.map_from_entries(F.collect_list(F.struct("model", "score"))).alias("model_scores"),
         F.map_from_entries(F.collect_list(F.struct("model", "grade"))).alias("model_grades"))
