@@ -386,9 +386,18 @@ def test_cli_writes_the_end_date_and_refuses_to_mix_outputs(tmp_path, capsys):
     assert (out / "_end_date").read_text() == "2026-01-31\n"
     assert {p.name for p in (out / "pos").iterdir()} <= {"dt=2026-01-29", "dt=2026-01-30", "dt=2026-01-31"}
     assert "member_card_no_fresh" not in (out / "_truth" / "persons.csv").read_text().split("\n", 1)[0]
-    assert cdp_main(args) == 2  # not empty: refused with a message
+    first = (out / "_truth" / "records.csv").read_bytes()
+    assert cdp_main([*args[:-2], "--brands", "main,fresh"]) == 0  # a previous output is replaced, not mixed
+    assert "member_card_no_fresh" in (out / "_truth" / "persons.csv").read_text().split("\n", 1)[0]
+    assert (out / "_truth" / "records.csv").read_bytes() != first
+    capsys.readouterr()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone else's file")
+    assert cdp_main(["generate", "--out", str(foreign), "--customers", "5", "--days", "2"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cdp_main([*args, "--overwrite"]) == 0
+    assert cdp_main(["generate", "--out", str(foreign), "--customers", "5", "--days", "2", "--overwrite"]) == 0
+    assert (foreign / "notes.txt").exists() and (foreign / "_end_date").exists()
 
 
 def test_options_are_validated():

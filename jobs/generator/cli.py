@@ -26,7 +26,8 @@ def add_commands(subparsers: argparse._SubParsersAction, common: argparse.Argume
     p.add_argument("--noise", type=float, default=1.0,
                    help="multiplier of every noise rate: 0 = clean data, 2 = twice as dirty (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous generator output in --out (only the generator's own folders)")
+                   help="write into a non-empty --out that is not a previous generator output (deletes only the "
+                        "generator's own folders there; a previous output is always replaced)")
     p.set_defaults(func=_generate)
 
 

@@ -116,10 +116,13 @@ def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite
 
 
 def _prepare(root: Path, overwrite: bool) -> None:
+    """An empty or new folder is used as is; a previous generator output (it has `_truth/summary.json`) is
+    replaced, so `make demo` can run twice; any other non-empty folder needs `overwrite`."""
     if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{root} is not empty: choose a new --out folder or pass --overwrite "
-                              f"(which deletes only the generator's own folders {', '.join(OWNED)})")
+        if not overwrite and not (root / "_truth" / "summary.json").exists():
+            raise ConfigError(f"{root} is not empty and is not a previous generator output: choose a new --out "
+                              f"folder or pass --overwrite (which deletes only {', '.join(OWNED)})")
+        log.info("replacing the previous generator output in %s", root)
         for name in OWNED:
             target = root / name
             if target.is_dir():
