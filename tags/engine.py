@@ -848,6 +848,17 @@ def load_tag_catalog(folder: str | Path) -> TagCatalog:
 
 # ------------------------------------------------------------------------------ the base table (one row per one_id)
 # Schemas of the gold inputs (docs/tables.md, GOLD_INTERFACE); used for absent optional inputs and in tests.
+PROFILES_SCHEMA = (
+    "one_id string, mobile_count int, member_card_count int, unionid_count int, openid_count int, "
+    "external_userid_count int, buyer_id_count int, name_masked string, gender string, birthday date, city string, "
+    "memberships array<struct<brand_id:string,member_card_no:string,level:string,is_paid_member:boolean,"
+    "marketing_consent:boolean,registered_at:timestamp>>, is_member boolean, is_paid_member boolean, "
+    "has_marketing_consent boolean, has_app boolean, home_store_id string, home_city string, "
+    "wecom_guide_userids array<string>, is_wecom_added boolean, channels array<string>, "
+    "first_purchase_at timestamp, last_purchase_at timestamp, first_purchase_date date, last_purchase_date date, "
+    "order_count int, total_amount decimal(18,2), order_count_pos int, order_count_miniprogram int, "
+    "order_count_ecommerce int, amount_pos decimal(18,2), amount_miniprogram decimal(18,2), "
+    "amount_ecommerce decimal(18,2), as_of_date date")
 ORDER_FACTS_SCHEMA = (
     "one_id string, channel string, platform string, brand_id string, store_id string, order_id string, "
     "source_record_id string, line_key string, paid_at timestamp, paid_date date, sku_id string, sku_name string, "

