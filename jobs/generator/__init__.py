@@ -61,6 +61,21 @@ date, computed from the rows actually written (corrupt rows and refunded e-comme
 `corrupt_rows.csv` — source, file, line (1-based, CSV header = line 1), kind (wrong_column_count | bad_date |
 bad_amount | broken_json), source_record_id, person_id. `redelivered_files.csv` — original_file, copy_file.
 `summary.json` — the options, counts of files, orders and of every noise kind.
+
+Noise (rates in `NoiseRates`, all multiplied by `--noise`; `--noise 0` gives clean data in which every POS order
+carries a card or a valid phone). Every kind appears at least once even for tiny N (the first eligible rows or
+persons are forced), and forced corrupt rows never hit the only line of an order.
+
+What identity resolution can and cannot know, by design:
+- families (`family_id`): 2-3 persons share one phone in CRM, POS, bind_mobile and WeCom remarks, each with their
+  own card/openid/unionid; they are separate persons, so a shared phone must not merge them;
+- store phones (`stores.csv` column `phone`, prefix 173) and placeholders are typed for many persons;
+- anonymous POS orders (no card, no phone or only junk) and e-commerce buyers without a bound member card and
+  with a masked phone cannot be linked to anyone; they are still attributed to their person in the truth;
+- persons without unionid (`has_unionid`=0) link their openid only through member_card_no or bind_mobile;
+- a changed phone (`mobile_new`) is linked to the old one only through the CRM card (update row), bind_mobile
+  and the guide's remark; the old number is never reused by someone else;
+- dual members (一码双会员) hold one card per brand with the same phone: one person, two memberships.
 """
 from cdp.generator.generate import generate
 from cdp.generator.options import DEFAULT_END_DATE, GeneratorOptions, NoiseRates
