@@ -304,25 +304,29 @@ def test_person_facts_agree_with_the_written_records(landing, parsed):
     appid_brand = {e["appid"]: e["brand_id"] for _f, _n, e in rows["miniprogram"]}
 
     orders: dict[tuple[str, str], dict] = {}  # (source, record id) -> {person, day, skus, net}
+    seen: set[tuple] = set()  # re-delivered files repeat rows: count each line once
 
-    def book(source, rid, day, sku, cents):
+    def book(source, rid, day, sku, cents, line_key):
+        if (source, rid, line_key) in seen:
+            return
+        seen.add((source, rid, line_key))
         o = orders.setdefault((source, rid), {"person": owner[(source, rid)], "day": day, "skus": set(), "net": 0})
         o["skus"].add(sku)
         o["net"] += cents
 
     for _f, _n, row in rows["pos"]:
-        book("pos", row["order_id"], row["paid_at"][:10], row["sku_id"], _cents(row["amount"]))
+        book("pos", row["order_id"], row["paid_at"][:10], row["sku_id"], _cents(row["amount"]), row["line_no"])
     latest: dict[tuple[str, str, str], dict] = {}
     for _f, _n, row in rows["ecommerce"]:  # a refund re-sends the line; the last status wins
         latest[(row["platform"], row["order_id"], row["sku_id"])] = row
     for (platform, order_id, sku), row in latest.items():
         if row["status"] == "paid":
-            book("ecommerce", f"{platform}:{order_id}", row["paid_at"][:10], sku, _cents(row["amount"]))
+            book("ecommerce", f"{platform}:{order_id}", row["paid_at"][:10], sku, _cents(row["amount"]), sku)
     for _f, _n, e in rows["miniprogram"]:
         if e["event_type"] == "order_paid":
             for item in e["items"]:
                 book("miniprogram", e["event_id"], e["event_time"][:10], item["sku_id"],
-                     round(item["price"] * 100) * item["quantity"])
+                     round(item["price"] * 100) * item["quantity"], item["sku_id"])
 
     facts = defaultdict(lambda: {"kyoho": 0, "black": 0, "durian": 0, "premium": 0, "orders": 0, "last": ""})
     for o in orders.values():
@@ -335,6 +339,16 @@ def test_person_facts_agree_with_the_written_records(landing, parsed):
         f["durian"] += any(catalog[s]["category"] == "榴莲" for s in o["skus"])
         f["premium"] += any(catalog[s]["brand"] == "熊猫大鲜" for s in o["skus"])
         f["last"] = max(f["last"], o["day"])
+
+    # orders.csv: the purchases are exactly the orders with a positive net in the files, with the same flags
+    truth_orders = {(o["source"], o["source_record_id"]): o for o in read_csv(landing / "_truth" / "orders.csv")
+                    if o["is_purchase"] == "1"}
+    file_orders = {k: o for k, o in orders.items() if o["net"] > 0}
+    assert truth_orders.keys() == file_orders.keys()
+    for key, o in file_orders.items():
+        t = truth_orders[key]
+        assert (t["person_id"], t["order_date"], _cents(t["net_amount"]), t["has_kyoho"], t["has_black_kyoho"]) == (
+            o["person"], o["day"], o["net"], str(int("S20101" in o["skus"])), str(int("S20102" in o["skus"])))
 
     truth = read_csv(landing / "_truth" / "persons.csv")
     # segment 2: bought Kyoho grapes (巨峰葡萄) but never black-vine Kyoho (黑藤巨峰)
