@@ -61,6 +61,13 @@ _PHONE_FORMATS = ("fmt_space", "fmt_plus86", "fmt_86dash")
 CORRUPT_KINDS = {"pos": ("wrong_column_count", "bad_date", "bad_amount"), "ecommerce": ("bad_amount",),
                  "miniprogram": ("broken_json",)}
 _EPOCH = dt.date(1970, 1, 1)
+# Seasonal demand per month (1.0 = average; 2.0 = peak): Chilean cherries around the Spring Festival, domestic
+# cherries in May-June, Thai durian in May-August, grapes in July-October, citrus in winter, mangos in summer.
+_SEASONS = {"樱桃": {1: 2.0, 2: 1.8, 5: 1.3, 6: 1.3, 12: 2.0}, "榴莲": {5: 1.6, 6: 1.8, 7: 1.8, 8: 1.5},
+            "葡萄": {7: 1.6, 8: 1.9, 9: 1.9, 10: 1.5}, "柑橘": {11: 1.6, 12: 1.9, 1: 1.9, 2: 1.5, 3: 1.2},
+            "芒果": {4: 1.3, 5: 1.6, 6: 1.8, 7: 1.6, 8: 1.3}, "莓果": {12: 1.5, 1: 1.8, 2: 1.8, 3: 1.5}}
+_OFF_SEASON = {"樱桃": 0.5, "榴莲": 0.8, "葡萄": 0.6, "柑橘": 0.7, "芒果": 0.6, "莓果": 0.8}
+SEASON_FACTORS = {m: {c: peaks.get(m, _OFF_SEASON[c]) for c, peaks in _SEASONS.items()} for m in range(1, 13)}
 _TZ_OFFSET_S = 8 * 3600  # Asia/Shanghai has been UTC+8 without DST since 1991
 
 
@@ -150,6 +157,7 @@ class Simulation:
         self.date_text = [(start + dt.timedelta(days=d)).isoformat() for d in range(self.days)]
         self.date_compact = [t.replace("-", "") for t in self.date_text]
         self.start_ordinal = start.toordinal()
+        self.month = [(start + dt.timedelta(days=d)).month for d in range(self.days)]
         self.counters = Counter()
         self.stats = Counter()
         n = self.noise
@@ -389,11 +397,19 @@ class Simulation:
             out.append(rng.randrange(days))
         return out
 
-    def basket(self, rng: random.Random, p: _Person, online: bool, discount: int = 100
+    def basket(self, rng: random.Random, p: _Person, d: int, online: bool, discount: int = 100
                ) -> list[tuple[Sku, str, int, int]]:
-        """[(sku, quantity text, unit price cents, amount cents)], distinct skus; `discount` in percent of list."""
+        """[(sku, quantity text, unit price cents, amount cents)], distinct skus; `discount` in percent of list.
+
+        Seasons: an off-season pick is kept with probability factor/2 and otherwise drawn again once."""
         k = bisect.bisect_right(_BASKET_CUM, rng.random() * _BASKET_CUM[-1]) + 1
-        chosen = dict.fromkeys(rng.choices(CATALOG, cum_weights=p.sku_cum, k=k))
+        picks = rng.choices(CATALOG, cum_weights=p.sku_cum, k=k)
+        season = SEASON_FACTORS[self.month[d]]
+        for n, sku in enumerate(picks):
+            factor = season.get(sku.category, 1.0)
+            if factor < 2.0 and rng.random() * 2.0 > factor:
+                picks[n] = rng.choices(CATALOG, cum_weights=p.sku_cum)[0]
+        chosen = dict.fromkeys(picks)
         lines = []
         for sku in chosen:
             price = round(sku.list_price * discount)
@@ -522,7 +538,7 @@ class Simulation:
         pay = PAY_METHODS[bisect.bisect_right(_PAY_CUM, rng.random() * _PAY_CUM[-1])][0]
         if pay == "stored_value" and not card:
             pay = "wechat_pay"
-        lines = self.basket(rng, p, online=False, discount=90 if m and m.is_paid else 100)  # paid members: -10%
+        lines = self.basket(rng, p, d, online=False, discount=90 if m and m.is_paid else 100)  # paid members: -10%
         order_id = f"{self.date_compact[d]}{self.store_no[store.store_id]:03d}" \
                    f"{ids.permute(self.next_id('pos'), 10 ** 8):08d}"
         valid = self.write_pos_lines(rng, p, d, secs, order_id, store, card, mobile, pay, lines, sign=1)
@@ -553,7 +569,7 @@ class Simulation:
             if kind == "bad_date":
                 row[3] = rng.choice((f"{stamp[:8]}32{stamp[10:]}", stamp[11:], stamp.replace("-", "/")[:16] + "PM"))
             elif kind == "bad_amount":
-                row[11] = rng.choice(("N/A", "#VALUE!", "¥" + row[11]))
+                row[11] = rng.choice(("N/A", "#VALUE!", "￥" + row[11]))
             payload = csv_line(row)
             if kind == "wrong_column_count":  # a comma inside the product name, unquoted by the till software
                 payload = payload.replace(f",{sku.sku_name},", f",{sku.sku_name},特价,", 1)
@@ -628,7 +644,7 @@ class Simulation:
     def mini_order(self, rng, p, d, brand):
         secs = min(self.time_of_day(rng), 86400 - 900)
         self.mini_event(rng, p, brand, d, secs, "app_login", {})
-        lines = self.basket(rng, p, online=True)
+        lines = self.basket(rng, p, d, online=True)
         t = secs
         for sku, *_ in lines:
             t += rng.randint(10, 120)
@@ -692,14 +708,14 @@ class Simulation:
         secs = self.time_of_day(rng)
         stamp = self.stamp(d, secs)
         valid, written = [], False
-        for n_line, (sku, qty, _price, amount) in enumerate(self.basket(rng, p, online=True)):
+        for n_line, (sku, qty, _price, amount) in enumerate(self.basket(rng, p, d, online=True)):
             row = [platform, shop, order_id, buyer, receiver, receiver_mobile, p.province, p.city, stamp,
                    sku.sku_id, sku.sku_name, sku.category, qty, fmt_cents(amount), "paid", card, brand]
             refund_day = d + rng.randint(1, 5) if rng.random() < 0.04 else None
             kind = "" if refund_day is not None else self.corrupt(rng, "ecommerce", can_force=n_line > 0)
             key = f"{secs:05d}{platform}{order_id}{sku.sku_id}"
             if kind:
-                row[13] = rng.choice(("N/A", "¥" + row[13]))
+                row[13] = rng.choice(("N/A", "￥" + row[13]))
                 self.stats["corrupt_ecommerce_bad_amount"] += 1
                 p.facts.corrupt += 1
                 self.stager.add("ecommerce", d, key, csv_line(row), kind, f"{platform}:{order_id}", p.pid)
