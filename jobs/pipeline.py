@@ -31,6 +31,7 @@ class Stage:
 # Order matters: each stage reads what the ones before it wrote.
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "cdp.ingest", "landing -> bronze -> silver, validated, with quarantine"),
+    Stage("profiles", "cdp.build_profiles", "gold order facts, profiles (survivorship), RFM, lifecycle stages"),
     Stage("tags", "cdp.build_tags", "segment base table + declared tags (long, wide, enter/leave history)"),
     Stage("segments", "cdp.run_segments", "declared segments -> gold_segment_members for the run date"),
 )
