@@ -67,6 +67,7 @@ def synthetic_gold(spark, profiles: int, lines_per_profile: int, seed: int = 7) 
         F.when(F.col("ch").bitwiseAND(1) > 0, F.lit("pos")), F.when(F.col("ch").bitwiseAND(2) > 0, F.lit("miniprogram")),
         F.when(F.col("ch").bitwiseAND(4) > 0, F.lit("ecommerce"))), lambda c: c.isNotNull())
     profile_cols = {
+        "one_id": F.col("one_id"),
         "memberships": F.when(F.col("is_member"), F.array(membership)).otherwise(F.array().cast(
             "array<struct<brand_id:string,member_card_no:string,level:string,is_paid_member:boolean,"
             "marketing_consent:boolean,registered_at:timestamp>>")),
@@ -177,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings0 = load_settings()
     spark = build_spark(settings0.spark, extra_conf={"spark.driver.memory": args.driver_memory,
-                                                     "spark.sql.shuffle.partitions": "8"})
+                                                     "spark.sql.shuffle.partitions": "8",
+                                                     "spark.databricks.delta.snapshotPartitions": "2",
+                                                     "spark.ui.enabled": "false"})
     results: list[Measurement] = []
     for n in args.profiles:
         lake = Path(args.work) / f"p{n}"
