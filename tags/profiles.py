@@ -231,7 +231,7 @@ def build_profiles(one_ids: DataFrame, pos: DataFrame, miniprogram: DataFrame, w
     )
     out = profile.select(
         "one_id", *[F.coalesce(F.col(c), F.lit(0)).cast("int").alias(c) for c in zero_int[:6]],
-        "name_masked", "gender", "birthday", "city",
+        "name_masked", F.coalesce("gender", F.lit("U")).alias("gender"), "birthday", "city",
         F.col("_memberships").alias("memberships"), (F.size("_memberships") > 0).alias("is_member"),
         F.coalesce("is_paid_member", F.lit(False)).alias("is_paid_member"),
         F.coalesce("has_marketing_consent", F.lit(False)).alias("has_marketing_consent"),

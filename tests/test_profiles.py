@@ -180,7 +180,7 @@ def test_facts_and_profiles_from_silver(spark):
         "B": dict(one_id="B", mobile_count=1, member_card_count=0, unionid_count=1, openid_count=1,
                   external_userid_count=0, buyer_id_count=1,
                   # only the Tmall receiver name and delivery city are known
-                  name_masked="李*", gender=None, birthday=None, city="上海", memberships=[], is_member=False,
+                  name_masked="李*", gender="U", birthday=None, city="上海", memberships=[], is_member=False,
                   is_paid_member=False, has_marketing_consent=False, has_app=False, home_store_id=None,
                   home_city=None, wecom_guide_userids=[], is_wecom_added=False,
                   # E1 16 + E2 7 + T1 (30 - 12 refunded) = 41
@@ -195,15 +195,15 @@ def test_facts_and_profiles_from_silver(spark):
                   memberships=[], is_member=False, is_paid_member=False, has_marketing_consent=False, has_app=False,
                   home_store_id=None, home_city=None, wecom_guide_userids=["G1"], is_wecom_added=True,
                   **no_purchase, **as_of),
-        # D's only gender value is U: unknown, so null
+        # D's only gender value is U (never wins a rule), so the profile says U: unknown
         "D": dict(one_id="D", mobile_count=0, member_card_count=1, unionid_count=0, openid_count=0,
-                  external_userid_count=0, buyer_id_count=0, name_masked=None, gender=None, birthday=None, city=None,
+                  external_userid_count=0, buyer_id_count=0, name_masked=None, gender="U", birthday=None, city=None,
                   memberships=[m9], is_member=True, is_paid_member=False, has_marketing_consent=True, has_app=False,
                   home_store_id=None, home_city=None, wecom_guide_userids=[], is_wecom_added=False,
                   **no_purchase, **as_of),
         # E is in the identity map but has no silver record left: a bare profile
         "E": dict(one_id="E", mobile_count=0, member_card_count=0, unionid_count=0, openid_count=0,
-                  external_userid_count=0, buyer_id_count=0, name_masked=None, gender=None, birthday=None, city=None,
+                  external_userid_count=0, buyer_id_count=0, name_masked=None, gender="U", birthday=None, city=None,
                   memberships=[], is_member=False, is_paid_member=False, has_marketing_consent=False, has_app=False,
                   home_store_id=None, home_city=None, wecom_guide_userids=[], is_wecom_added=False,
                   **no_purchase, **as_of),
