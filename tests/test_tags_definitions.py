@@ -162,3 +162,17 @@ def test_write_csv_is_formula_safe(tmp_path):
         got = list(csv.reader(handle))
     # no cell a spreadsheet would evaluate: every one starts with a harmless character
     assert got == [["a", "b"], ["'=HYPERLINK(\"http://evil\")", "ok"], ["1", "'@x"]]
+
+
+def test_cli_lists_and_reports_a_bad_definition(conf_copy, capsys):
+    from cdp.cli import main
+
+    assert main(["segment", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "kyoho_not_black_vine             买过巨峰葡萄但没买过黑藤巨峰 [campaign -> tag redeemed_black_vine_trial]" in out
+    assert main(["tags", "list"]) == 0
+    assert "durian_lover" in capsys.readouterr().out
+    # a broken tag file makes every command that loads the tags fail with the precise message, exit code 2
+    (conf_copy / "tags" / "bad.yaml").write_text("tags:\n  - name: x\n    when: {lifecycle: dormnat}\n", encoding="utf-8")
+    assert main(["tags", "list", "--conf-dir", str(conf_copy)]) == 2
+    assert "bad.yaml: tag 'x': when.lifecycle: unknown lifecycle value 'dormnat' (did you mean 'dormant'?)" in capsys.readouterr().err
