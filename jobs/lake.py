@@ -56,10 +56,11 @@ def append_table(df: DataFrame, settings: Settings, name: str, partition_by: Seq
 
 
 def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: str, keys: Sequence[str],
-                update: bool = True, partition_by: Sequence[str] = ()) -> None:
+                update: bool = True, partition_by: Sequence[str] = (), update_condition: str | None = None) -> None:
     """Upsert `df` into table `name` on `keys` (insert-only when `update` is False); creates the table if absent.
 
-    Running the same merge twice leaves the table as after one run.
+    `update_condition` (SQL over aliases `t` target and `s` source, e.g. `s.updated_at >= t.updated_at`) limits
+    which matched rows are updated. Running the same merge twice leaves the table as after one run.
     """
     from delta.tables import DeltaTable
 
@@ -73,7 +74,7 @@ def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: st
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
     if update:
-        merge = merge.whenMatchedUpdateAll()
+        merge = merge.whenMatchedUpdateAll(condition=update_condition)
     merge.whenNotMatchedInsertAll().execute()
 
 
