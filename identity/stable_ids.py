@@ -70,16 +70,16 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     nodes: node_key (str, unique), first_seen_at (datetime64), label (int64 component label).
     previous: node_key, one_id: the persisted map (may be empty).
     redirects: optional, columns old_one_id (and current_one_id): retired ids; only used to name re-activations.
-    Returns (node_map: node_key, one_id sorted by node_key; events: EVENT_COLUMNS).
+    Returns (node_map: node_key, one_id in the order of `nodes`; events: EVENT_COLUMNS, sorted).
     """
     _validate(nodes, previous)
     frame = nodes[["node_key", "first_seen_at", "label"]].merge(
         previous[["node_key", "one_id"]].rename(columns={"one_id": "prev_id"}), on="node_key", how="left")
     # 1. anchors: in (first_seen_at, node_key) order the first row of a label / of a previous id is its anchor
-    frame = frame.sort_values(["first_seen_at", "node_key"], kind="mergesort", ignore_index=True)
-    comp = (frame.drop_duplicates("label")[["label", "node_key", "prev_id"]]
+    ordered = frame.iloc[_anchor_order(frame)]
+    comp = (ordered.drop_duplicates("label")[["label", "node_key", "prev_id"]]
             .rename(columns={"node_key": "anchor_key", "prev_id": "anchor_prev_id"}))
-    carried = frame[frame["prev_id"].notna()]
+    carried = ordered[ordered["prev_id"].notna()]
     prev_anchor = (carried.drop_duplicates("prev_id")[["prev_id", "node_key", "label"]]
                    .rename(columns={"node_key": "prev_anchor_key", "label": "home_label"}))
 
@@ -92,11 +92,21 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     comp = pd.DataFrame({"label": comp["label"].to_numpy(), "one_id": one_id, "is_new": ~keeps})
 
     frame = frame.merge(comp, on="label", how="left")
-    node_map = (frame[["node_key", "one_id"]].sort_values("node_key", kind="mergesort", ignore_index=True))
+    node_map = frame[["node_key", "one_id"]].reset_index(drop=True)
     events = _events(frame, comp, prev_anchor, run_at, redirects)
     log.info("assigned %d one_ids to %d nodes: %s", len(comp), len(frame),
              events["event_type"].value_counts().to_dict() if len(events) else {})
     return node_map, events
+
+
+def _anchor_order(frame: pd.DataFrame) -> np.ndarray:
+    """Row order by (first_seen_at, node_key), sorted by Arrow in C++ (pandas sorts object strings in Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.table({"first_seen_at": pa.array(frame["first_seen_at"]),
+                      "node_key": pa.array(frame["node_key"].astype(object), type=pa.string())})
+    return pc.sort_indices(table, sort_keys=[("first_seen_at", "ascending"), ("node_key", "ascending")]).to_numpy()
 
 
 def _new_ids(anchor_keys: np.ndarray, taken: set[str]) -> np.ndarray:
