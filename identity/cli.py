@@ -133,10 +133,9 @@ def _explain(args: argparse.Namespace) -> int:
     path = (keys[0], keys[1]) if len(keys) >= 2 else None
     asked_map = {cur: old for old, cur in asked}
     for one_id in one_ids or [None]:
-        print(explain_profile(one_id, nodes_pd, edges, rejections, path_between=path, asked_as=asked_map.get(one_id)))
+        print(explain_profile(one_id, nodes_pd, edges, rejections, path_between=path, asked_as=asked_map.get(one_id),
+                              focus=tuple(keys)))
         print()
-    if path and len(one_ids) > 1:
-        pass  # the path was printed with each profile
     return 0
 
 

@@ -138,9 +138,9 @@ def parse_identity_rules(raw: object, origin: str = IDENTITY_FILE) -> IdentityRu
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{origin}: key {key}: {msg}")
+            problems.append(f"{origin}: key {key}: {msg}" if key else f"{origin}: key {msg}")
         raise ConfigError("\n".join(problems)) from None
 
 

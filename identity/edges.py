@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cdp.identity.config import IdentityRules, SourceIdentifier
 
 OBSERVATION_COLUMNS = ("source", "source_record_id", "node_key", "id_type", "id_priority", "scope", "seen_at",
-                       "display")
+                       "anchor_at", "display")
 EDGE_COLUMNS = ("src_key", "dst_key", "rule", "source", "rank", "sample_record_id", "first_seen_at",
                 "last_seen_at", "record_count")
 
@@ -64,6 +64,19 @@ def display_col(id_type: str, node_key: Column) -> Column:
     return F.concat(prefix, F.lit(":"), shown)
 
 
+def anchor_at_col(dt: Column, seen_at: Column) -> Column:
+    """Time that orders nodes for the One-ID anchor: the landing date `dt`, then the time of day it was seen.
+
+    Ordering by landing date first makes the anchor of a profile the same whether the data came in daily
+    increments or in one full rebuild: a node that first lands later is never older than the nodes already
+    persisted, even when its record carries an earlier business time (late data).
+    """
+    from pyspark.sql import functions as F
+
+    tod = F.coalesce(F.unix_timestamp(seen_at) - F.unix_timestamp(F.date_trunc("day", seen_at)), F.lit(0))
+    return F.timestamp_seconds(F.unix_timestamp(dt.cast("timestamp")) + tod)
+
+
 def _identifier_rows(df: DataFrame, id_type: str, ident: SourceIdentifier) -> DataFrame:
     """One row per (record, identifier value) with the node key (array columns exploded)."""
     from pyspark.sql import functions as F
@@ -98,6 +111,7 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
                             F.lit(rules.priority(id_type)).cast("int").alias("id_priority"),
                             (F.col(ident.scope).cast("string") if ident.scope else F.lit(None).cast("string")).alias("scope"),
                             F.col(source.seen_at).cast("timestamp").alias("seen_at"),
+                            anchor_at_col(F.col("dt"), F.col(source.seen_at).cast("timestamp")).alias("anchor_at"),
                             display_col(id_type, F.col("node_key")).alias("display")))
             parts.append(rows)
     if not parts:
@@ -106,19 +120,19 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
     return (union.groupBy("source", "source_record_id", "node_key")
             .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
                  F.first("scope").alias("scope"), F.min("seen_at").alias("seen_at"),
-                 F.first("display").alias("display"))
+                 F.min("anchor_at").alias("anchor_at"), F.first("display").alias("display"))
             .select(*OBSERVATION_COLUMNS))
 
 
 def build_nodes(observations: DataFrame) -> DataFrame:
-    """One row per node_key: id_type, id_priority, scope, display, first/last seen, number of source records."""
+    """One row per node_key: id_type, id_priority, scope, display, first/last seen, anchor_at, number of records."""
     from pyspark.sql import functions as F
 
     return (observations.groupBy("node_key")
             .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
                  F.first("scope").alias("scope"), F.first("display").alias("display"),
                  F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at"),
-                 F.count(F.lit(1)).alias("record_count")))
+                 F.min("anchor_at").alias("anchor_at"), F.count(F.lit(1)).alias("record_count")))
 
 
 def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFrame:

@@ -83,7 +83,8 @@ def profile_path(edges: pd.DataFrame, a: str, b: str, kept_only: bool = True) ->
 
 
 def explain_profile(one_id: str | None, nodes: pd.DataFrame, edges: pd.DataFrame, rejections: pd.DataFrame,
-                    path_between: tuple[str, str] | None = None, asked_as: str | None = None) -> str:
+                    path_between: tuple[str, str] | None = None, asked_as: str | None = None,
+                    focus: tuple[str, ...] = ()) -> str:
     """Text explanation of one profile (or of why two identifiers are NOT one profile)."""
     displays = dict(zip(nodes["node_key"], nodes["display"]))
     lines: list[str] = []
@@ -91,7 +92,11 @@ def explain_profile(one_id: str | None, nodes: pd.DataFrame, edges: pd.DataFrame
         lines.append(f"{asked_as} was merged into {one_id}")
     members = nodes[nodes["one_id"] == one_id].sort_values(["id_type", "node_key"]) if one_id else nodes.iloc[0:0]
     keys = set(members["node_key"])
-    lines.append(f"One-ID {one_id}: {len(members)} identifiers")
+    if one_id is None:
+        keys = set(focus)  # identifiers without a One-ID (blocked, shared): show their links and decisions
+        lines.append(f"No One-ID: {', '.join(_label(displays, k) for k in sorted(keys))}")
+    else:
+        lines.append(f"One-ID {one_id}: {len(members)} identifiers")
     for row in members.itertuples(index=False):
         lines.append(f"  {row.display:<40} seen {_fmt_time(row.first_seen_at)} .. {_fmt_time(row.last_seen_at)}"
                      f" in {int(row.record_count)} records")

@@ -34,6 +34,7 @@ EDGE_STATUS = {REASON_KEPT: "kept", REASON_LIMIT: "dropped_limit", REASON_NEVER_
 class Components:
     labels: np.ndarray       # (N,) int64 component label per node index
     edge_reason: np.ndarray  # (E,) int8: 0 kept, 1 dropped by a type limit, 2 cut for a never-link override
+    edge_conflict: np.ndarray  # (E,) int16: for reason 1 the type index whose limit the union would break, else -1
 
 
 def resolve_with_overrides(node_type: np.ndarray, edge_src: np.ndarray, edge_dst: np.ndarray,
@@ -57,9 +58,12 @@ def resolve_with_overrides(node_type: np.ndarray, edge_src: np.ndarray, edge_dst
         reason = np.full(len(edge_src), REASON_NEVER_LINK, dtype=np.int8)
         reason[active] = np.asarray(res.edge_reason, dtype=np.int8)
         labels = np.asarray(res.labels, dtype=np.int64)
+        conflict = np.full(len(edge_src), -1, dtype=np.int16)
+        if hasattr(res, "edge_conflict_type"):
+            conflict[active] = np.asarray(res.edge_conflict_type, dtype=np.int16)
         joined = [(a, b) for a, b in (never_link or []) if labels[a] == labels[b]]
         if not joined:
-            return Components(labels=labels, edge_reason=reason)
+            return Components(labels=labels, edge_reason=reason, edge_conflict=conflict)
         a, b = joined[0]
         kept = np.flatnonzero(reason == REASON_KEPT)
         inside = kept[labels[edge_src[kept]] == labels[a]]
@@ -80,19 +84,19 @@ def update_redirects(redirects: pd.DataFrame, events: pd.DataFrame) -> pd.DataFr
     hop long). A split that re-activates an id (split event whose one_id had a redirect) removes its redirect.
     """
     cols = ["old_one_id", "current_one_id", "redirected_at", "reason"]
-    current = redirects[cols].copy() if len(redirects) else pd.DataFrame(columns=cols)
+    table = {r.old_one_id: [r.current_one_id, r.redirected_at, r.reason]
+             for r in redirects[cols].itertuples(index=False)} if len(redirects) else {}
     if len(events):
         for ev in events.sort_values(["event_at", "event_type", "one_id"]).itertuples(index=False):
             if ev.event_type == "merge":
-                current.loc[current["current_one_id"] == ev.one_id, "current_one_id"] = ev.related_one_id
-                current = current[current["old_one_id"] != ev.one_id]
-                current = pd.concat([current, pd.DataFrame([{
-                    "old_one_id": ev.one_id, "current_one_id": ev.related_one_id,
-                    "redirected_at": ev.event_at, "reason": ev.reason}])], ignore_index=True)
+                for entry in table.values():
+                    if entry[0] == ev.one_id:
+                        entry[0] = ev.related_one_id
+                table[ev.one_id] = [ev.related_one_id, ev.event_at, ev.reason]
             elif ev.event_type in ("split", "create"):
-                current = current[current["old_one_id"] != ev.one_id]
-    current = current[current["old_one_id"] != current["current_one_id"]]
-    return current.sort_values("old_one_id").reset_index(drop=True)
+                table.pop(ev.one_id, None)
+    rows = [(old, cur, at, why) for old, (cur, at, why) in sorted(table.items()) if old != cur]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def resolve_one_id(one_id: str, redirects: pd.DataFrame) -> str:

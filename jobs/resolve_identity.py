@@ -87,12 +87,15 @@ def _optional(spark: SparkSession, settings: Settings, name: str) -> DataFrame |
 
 
 def read_previous(spark: SparkSession, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The persisted node -> one_id map (active nodes) and the redirects, as pandas."""
+    """The persisted node -> one_id map (active nodes, with their anchor_at) and the redirects, as pandas."""
     from pyspark.sql import functions as F
 
     nodes = _optional(spark, settings, "identity_nodes")
-    previous = (nodes.where(F.col("one_id").isNotNull()).select("node_key", "one_id").toPandas()
-                if nodes is not None else pd.DataFrame({"node_key": pd.Series(dtype=str), "one_id": pd.Series(dtype=str)}))
+    if nodes is not None:
+        previous = nodes.where(F.col("one_id").isNotNull()).select("node_key", "one_id", "anchor_at").toPandas()
+    else:
+        previous = pd.DataFrame({"node_key": pd.Series(dtype=str), "one_id": pd.Series(dtype=str),
+                                 "anchor_at": pd.Series(dtype="datetime64[ns]")})
     red = _optional(spark, settings, "identity_redirects")
     redirects = (red.toPandas() if red is not None else
                  pd.DataFrame(columns=["old_one_id", "current_one_id", "redirected_at", "reason"]))
@@ -110,20 +113,12 @@ def _assign(nodes_pd: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datetime,
 
 
 def _resolver(method: str, spark: SparkSession):
-    """graph.resolve, or the distributed variant for method 'spark' (same interface)."""
+    """graph.resolve; for method 'spark' it runs the distributed components step with this session."""
+    import functools
+
     from cdp.identity.graph import resolve
 
-    if method != "spark":
-        return resolve
-    from cdp.identity import distributed
-
-    def _spark_resolve(node_type, src, dst, rank, limits, method="spark"):
-        fn = distributed.resolve
-        params = inspect.signature(fn).parameters
-        if "spark" in params:
-            return fn(spark, node_type, src, dst, rank, limits)
-        return fn(node_type, src, dst, rank, limits)
-    return _spark_resolve
+    return functools.partial(resolve, spark=spark) if method == "spark" else resolve
 
 
 def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
@@ -162,8 +157,8 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     indexed = (active.withColumn("_scope", F.coalesce("scope", F.lit("")))
                .join(F.broadcast(type_index), ["id_type", "_scope"])
                .withColumn("node_idx", F.row_number().over(Window.orderBy("node_key")) - 1)
-               .select("node_key", "node_idx", "type_idx", "first_seen_at").persist(level))
-    node_pd = indexed.select("node_idx", "type_idx", "node_key", "first_seen_at").toPandas().sort_values("node_idx")
+               .select("node_key", "node_idx", "type_idx", "anchor_at").persist(level))
+    node_pd = indexed.select("node_idx", "type_idx", "node_key", "anchor_at").toPandas().sort_values("node_idx")
     node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
 
     pairs = unique_pairs(edges)
@@ -184,18 +179,24 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                                    never_link=never, resolver=_resolver(rules.method, spark))
 
     # 5. stable ids
+    # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
     nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
-                             "first_seen_at": pd.to_datetime(node_pd["first_seen_at"]),
+                             "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
                              "label": comps.labels[node_pd["node_idx"].to_numpy()]})
+    if len(previous) and "anchor_at" in previous:
+        kept = nodes_pd["node_key"].map(dict(zip(previous["node_key"], pd.to_datetime(previous["anchor_at"]))))
+        nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
+            kept.isna() | (nodes_pd["first_seen_at"] <= kept), kept)
     run_at = dt.datetime.combine(run_date, dt.time())
-    node_map, events = _assign(nodes_pd, previous, run_at, redirects)
-    node_map = node_map[["node_key", "one_id"]]
+    node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
+    node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
 
     # identity_nodes rows
-    map_df = spark.createDataFrame(node_map, "node_key string, one_id string")
+    map_df = spark.createDataFrame(node_map, "node_key string, one_id string, anchor_at timestamp")
     status = excluded.groupBy("node_key").agg(F.min("reason").alias("_reason"))
-    out_nodes = (nodes.join(status, "node_key", "left").join(map_df, "node_key", "left")
-                 .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "record_count",
+    out_nodes = (nodes.drop("anchor_at").join(status, "node_key", "left").join(map_df, "node_key", "left")
+                 .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "anchor_at",
+                         "record_count",
                          F.when(F.col("_reason").isNull(), "active")
                           .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
                          "one_id")
@@ -203,15 +204,21 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
 
     # identity_edges rows
     pair_status = spark.createDataFrame(
-        pd.DataFrame({"src_idx": src, "dst_idx": dst, "_reason": comps.edge_reason.astype(np.int32)}),
-        "src_idx long, dst_idx long, _reason int")
+        pd.DataFrame({"src_idx": src, "dst_idx": dst, "_reason": comps.edge_reason.astype(np.int32),
+                      "_conflict": comps.edge_conflict.astype(np.int32)}),
+        "src_idx long, dst_idx long, _reason int, _conflict int")
+    conflict_text = F.create_map(*[x for i, (t, sc) in enumerate(groups) for x in (
+        F.lit(i), F.lit(f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})"))])
     code = F.create_map(*[x for k, v in EDGE_STATUS.items() for x in (F.lit(k), F.lit(v))])
     keyed_status = (pair_status.join(src_ix, "src_idx").join(dst_ix, "dst_idx")
-                    .select("src_key", "dst_key", code[F.col("_reason")].alias("status")))
+                    .select("src_key", "dst_key", code[F.col("_reason")].alias("status"),
+                            conflict_text[F.col("_conflict")].alias("conflict")))
     ex = excluded.groupBy("node_key").agg(F.min("reason").alias("r"))
     exs = ex.select(F.col("node_key").alias("src_key"), F.col("r").alias("_rs"))
     exd = ex.select(F.col("node_key").alias("dst_key"), F.col("r").alias("_rd"))
     node_reason = F.coalesce("_rs", "_rd")
+    conflicts = keyed_status.select("src_key", "dst_key", "conflict")
+    keyed_status = keyed_status.drop("conflict")
     out_edges = (edges.join(keyed_status, ["src_key", "dst_key"], "left").join(exs, "src_key", "left")
                  .join(exd, "dst_key", "left")
                  .withColumn("status", F.coalesce(F.col("status"),
@@ -238,13 +245,15 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     edge_rej = (out_edges.where(F.col("status").isin("dropped_limit", "dropped_never_link"))
                 .groupBy("src_key", "dst_key", "status")
                 .agg(F.min(F.struct("rank", "rule")).alias("_r"))
+                .join(conflicts, ["src_key", "dst_key"], "left")
                 .select(F.lit("edge").alias("kind"), F.col("src_key").alias("node_key"),
                         F.col("dst_key").alias("other_node_key"),
                         F.when(F.col("status") == "dropped_limit", "limit").otherwise("never_link").alias("reason"),
                         F.when(F.col("status") == "dropped_limit",
                                F.concat(F.lit("link "), F.col("_r.rule"), F.lit(" (rank "), F.col("_r.rank").cast("string"),
-                                        F.lit(") dropped: merging would put more identifiers of one type in a One-ID "
-                                              "than max_per_one_id; the more trusted links were applied first")))
+                                        F.lit(") dropped: merging would exceed the limit of "),
+                                        F.coalesce(F.col("conflict"), F.lit("an identifier type")),
+                                        F.lit("; the more trusted and older links were applied first")))
                         .otherwise(F.concat(F.lit("link "), F.col("_r.rule"),
                                             F.lit(" cut: weakest link on the path between a steward never-link pair")))
                         .alias("detail")))
