@@ -66,7 +66,8 @@ def spark_components(spark: SparkSession, edges: DataFrame, nodes: DataFrame | N
                      checkpoint: str = "local") -> DataFrame:
     """Connected components of an undirected graph given as integer edges -> DataFrame[node long, label long].
 
-    label = the smallest node of the component. `nodes` (column `node`) adds nodes without edges.
+    label = the smallest node of the component. `nodes` (column `node`) adds nodes without edges (the result
+    covers the union of `nodes` and the edges' ends).
     checkpoint: "local" (localCheckpoint, default), "reliable" (needs spark.sparkContext.setCheckpointDir) or
     "none" (cache only; lineage grows, for tiny graphs).
     """
@@ -114,7 +115,7 @@ def spark_components(spark: SparkSession, edges: DataFrame, nodes: DataFrame | N
     labels = neighbourhood.select(F.col("u").alias(node), F.col("m").alias("label"))
     if nodes is not None:
         all_nodes = nodes.select(F.col(node).cast("long").alias(node)).distinct()
-        labels = (all_nodes.join(labels, node, "left")
+        labels = (all_nodes.join(labels, node, "full")
                   .select(node, F.coalesce(F.col("label"), F.col(node)).alias("label")))
     return labels
 
