@@ -2,7 +2,8 @@
 
 Grain: one row per order line, key `(channel, brand_id, source_record_id, line_key)`; only lines whose record has
 a `one_id` (anonymous lines are left out and counted by `count_anonymous_lines`). Amounts are CNY
-`decimal(18,2)`, negative for returns (POS `is_return`) and refunds (e-commerce `status = refunded`).
+`decimal(18,2)`, negative for POS returns (`is_return`; a return receipt is its own order); an e-commerce line
+whose latest state is `refunded` is a return line with amount 0 (the sale and its refund cancel out).
 `paid_date` is the local date (settings.timezone) that marketers reason about.
 
     facts = build_order_facts(pos, mini, ecom, catalog, "Asia/Shanghai")
@@ -107,13 +108,17 @@ def _miniprogram_lines(events: DataFrame, catalog: DataFrame) -> DataFrame:
 
 
 def _ecommerce_lines(ecom: DataFrame) -> DataFrame:
+    """Silver keeps each line's latest state, so a `refunded` line is a sale and its refund at once: it becomes a
+    return line (`is_return`) with amount and quantity 0 (netting the refund against the still-present sale would
+    count it twice)."""
     refunded = F.col("status") == "refunded"
     return ecom.select(
         "one_id", F.lit("ecommerce").alias("channel"), "platform", "brand_id",
         F.lit(None).cast("string").alias("store_id"), "order_id",
         F.concat_ws(":", "platform", "order_id").alias("source_record_id"), F.col("sku_id").alias("line_key"),
         "paid_at", "sku_id", "sku_name", "category",
-        _signed(F.col("quantity"), refunded).alias("quantity"), _signed(F.col("amount"), refunded).alias("amount"),
+        F.when(refunded, F.lit(0)).otherwise(F.col("quantity")).alias("quantity"),
+        F.when(refunded, F.lit(0)).otherwise(F.col("amount")).alias("amount"),
         refunded.alias("is_return"))
 
 

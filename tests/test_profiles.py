@@ -78,7 +78,7 @@ def _silver_world(spark):
         dict(one_id="B", brand_id="b1", platform="tmall", order_id="T1", buyer_id="tb", receiver_name_masked="李*",
              mobile_hash="hB", city="上海", paid_at=ts("2026-05-03 04:00"), sku_id="K2", sku_name="猫山王榴莲",
              category="durian", quantity=dec("1.000"), amount=dec("12.00"), status="refunded"),
-        # A's JD order was refunded entirely: a negative net order, not a purchase
+        # A's JD order was refunded entirely: net 0, not a purchase
         dict(one_id="A", brand_id="b1", platform="jd", order_id="J1", buyer_id="ja", receiver_name_masked="王五",
              city="北京", paid_at=ts("2026-03-05 04:00"), sku_id="K1", sku_name="巨峰葡萄", category="grape",
              quantity=dec("1.000"), amount=dec("9.00"), status="refunded"),
@@ -122,20 +122,20 @@ def test_facts_and_profiles_from_silver(spark):
     got = sorted(tuple(r) for r in facts.collect())
     g, u = ("K1", "巨峰葡萄", "grape"), ("K2", "猫山王榴莲", "durian")
     # One row per line; mini-program E1 explodes into its 2 items (amount = price x quantity), E2 without items is
-    # one line with the event amount, E3 is not a paid order; refunds/returns are negative; P2 paid 17:00 UTC
-    # falls on the next local day.
+    # one line with the event amount, E3 is not a paid order; the POS return is negative; a refunded e-commerce
+    # line (silver holds its latest state) is a return line of amount 0; P2 paid 17:00 UTC is the next local day.
     assert got == sorted([
         ("A", "pos", None, "b1", "S1", "P1", "P1", "1", ts("2026-03-01 02:00"), d("2026-03-01"), *g, dec("2.000"), dec("10.00"), False),
         ("A", "pos", None, "b1", "S1", "P1", "P1", "2", ts("2026-03-01 02:00"), d("2026-03-01"), *u, dec("1.000"), dec("5.50"), False),
         ("A", "pos", None, "b1", "S2", "P2", "P2", "1", ts("2026-03-10 17:00"), d("2026-03-11"), *g, dec("4.000"), dec("20.00"), False),
         ("A", "pos", None, "b1", "S1", "P3", "P3", "1", ts("2026-04-01 03:00"), d("2026-04-01"), *g, dec("1.000"), dec("8.00"), False),
         ("A", "pos", None, "b1", "S1", "R1", "R1", "1", ts("2026-04-02 03:00"), d("2026-04-02"), *u, dec("-1.000"), dec("-5.50"), True),
-        ("A", "ecommerce", "jd", "b1", None, "J1", "jd:J1", "K1", ts("2026-03-05 04:00"), d("2026-03-05"), *g, dec("-1.000"), dec("-9.00"), True),
+        ("A", "ecommerce", "jd", "b1", None, "J1", "jd:J1", "K1", ts("2026-03-05 04:00"), d("2026-03-05"), *g, dec("0.000"), dec("0.00"), True),
         ("B", "miniprogram", None, "b1", None, "MO1", "E1", "0", ts("2026-05-01 04:00"), d("2026-05-01"), *g, dec("2.000"), dec("6.00"), False),
         ("B", "miniprogram", None, "b1", None, "MO1", "E1", "1", ts("2026-05-01 04:00"), d("2026-05-01"), *u, dec("1.000"), dec("10.00"), False),
         ("B", "miniprogram", None, "b1", None, "MO2", "E2", "0", ts("2026-05-02 04:00"), d("2026-05-02"), None, None, None, None, dec("7.00"), False),
         ("B", "ecommerce", "tmall", "b1", None, "T1", "tmall:T1", "K1", ts("2026-05-03 04:00"), d("2026-05-03"), *g, dec("3.000"), dec("30.00"), False),
-        ("B", "ecommerce", "tmall", "b1", None, "T1", "tmall:T1", "K2", ts("2026-05-03 04:00"), d("2026-05-03"), *u, dec("-1.000"), dec("-12.00"), True),
+        ("B", "ecommerce", "tmall", "b1", None, "T1", "tmall:T1", "K2", ts("2026-05-03 04:00"), d("2026-05-03"), *u, dec("0.000"), dec("0.00"), True),
     ], key=str)
     anonymous = {r["channel"]: (r["anonymous_lines"], r["lines"])
                  for r in count_anonymous_lines(order_lines(pos, mini, ecom, catalog, "Asia/Shanghai")).collect()}
@@ -172,23 +172,23 @@ def test_facts_and_profiles_from_silver(spark):
                   has_app=True,
                   # home store: S1 has 2 purchase orders (P1, P3; the return R1 is no purchase), S2 one
                   home_store_id="S1", home_city="杭州", wecom_guide_userids=["G1"], is_wecom_added=True,
-                  # the fully refunded JD order is no purchase but nets the spend: 15.5 + 20 + 8 - 5.5 - 9 = 29
+                  # the return receipt nets the spend: 15.5 + 20 + 8 - 5.5 = 38; the refunded JD order adds 0
                   channels=["pos"], first_purchase_at=ts("2026-03-01 02:00"), last_purchase_at=ts("2026-04-01 03:00"),
                   first_purchase_date=d("2026-03-01"), last_purchase_date=d("2026-04-01"), order_count=3,
-                  total_amount=dec("29.00"), order_count_pos=3, order_count_miniprogram=0, order_count_ecommerce=0,
-                  amount_pos=dec("38.00"), amount_miniprogram=dec("0.00"), amount_ecommerce=dec("-9.00"), **as_of),
+                  total_amount=dec("38.00"), order_count_pos=3, order_count_miniprogram=0, order_count_ecommerce=0,
+                  amount_pos=dec("38.00"), amount_miniprogram=dec("0.00"), amount_ecommerce=dec("0.00"), **as_of),
         "B": dict(one_id="B", mobile_count=1, member_card_count=0, unionid_count=1, openid_count=1,
                   external_userid_count=0, buyer_id_count=1,
                   # only the Tmall receiver name and delivery city are known
                   name_masked="李*", gender="U", birthday=None, city="上海", memberships=[], is_member=False,
                   is_paid_member=False, has_marketing_consent=False, has_app=False, home_store_id=None,
                   home_city=None, wecom_guide_userids=[], is_wecom_added=False,
-                  # E1 16 + E2 7 + T1 (30 - 12 refunded) = 41
+                  # E1 16 + E2 7 + T1 30 (its refunded 12.00 line counts 0) = 53
                   channels=["ecommerce", "miniprogram"], first_purchase_at=ts("2026-05-01 04:00"),
                   last_purchase_at=ts("2026-05-03 04:00"), first_purchase_date=d("2026-05-01"),
-                  last_purchase_date=d("2026-05-03"), order_count=3, total_amount=dec("41.00"), order_count_pos=0,
+                  last_purchase_date=d("2026-05-03"), order_count=3, total_amount=dec("53.00"), order_count_pos=0,
                   order_count_miniprogram=2, order_count_ecommerce=1, amount_pos=dec("0.00"),
-                  amount_miniprogram=dec("23.00"), amount_ecommerce=dec("18.00"), **as_of),
+                  amount_miniprogram=dec("23.00"), amount_ecommerce=dec("30.00"), **as_of),
         # WeCom is the only source for C, so its gender and name survive
         "C": dict(one_id="C", mobile_count=0, member_card_count=0, unionid_count=0, openid_count=0,
                   external_userid_count=1, buyer_id_count=0, name_masked="赵*", gender="M", birthday=None, city=None,
