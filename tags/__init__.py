@@ -7,3 +7,9 @@ Each module holds pure `DataFrame -> DataFrame` transforms; the jobs in `jobs/` 
 from cdp.tags.engine import DefinitionError, load_tag_catalog, parse_condition  # noqa: E402,F401
 from cdp.tags.segments import (  # noqa: E402,F401
     export_segment, load_segment, load_segments, preview, run_segments, save_segment)
+
+# Facts, profiles, RFM, lifecycle (docs/tables.md, docs/rfm_lifecycle.md); the job is cdp.build_profiles.
+from cdp.tags.facts import build_order_facts, orders_from_facts  # noqa: E402,F401
+from cdp.tags.lifecycle import build_lifecycle  # noqa: E402,F401
+from cdp.tags.profiles import build_profiles  # noqa: E402,F401
+from cdp.tags.rfm import build_rfm  # noqa: E402,F401
