@@ -35,13 +35,14 @@ class TrainingConfig(_Frozen):
     as_of_count: int = 4
     as_of_step_days: int = 30
     min_history_days: int = 60
-    ensemble_size: int = 3
+    ensemble_size: int = 1
     max_iter: int = 300
     learning_rate: float = 0.03
     max_depth: int = 3
     min_samples_leaf: int = 100
     max_features: float = 0.5
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    refit_all: bool = True
 
 
 class TierConfig(_Frozen):

@@ -119,14 +119,15 @@ def evaluate_uci(data_dir: str | Path, config=None, with_older_history: bool = F
     result: dict[str, Any] = {"as_of": AS_OF.isoformat(), "population": int(len(evaluation)),
                               "with_older_history": with_older_history, "tasks": {}}
     first_fact = pd.Timestamp(compact.days["paid_date"].min()).date()
+    cache: dict[dt.date, pd.DataFrame] = {}
     for task, task_cfg in (("churn", cfg.churn), ("repurchase", cfg.repurchase)):
         horizon = task_cfg.horizon_days
         y = target(compact, evaluation.index, AS_OF, horizon, task)
-        model, _ = fit_propensity(compact, AS_OF, task, horizon, cfg.training, cfg.seed)
+        model, _ = fit_propensity(compact, AS_OF, task, horizon, cfg.training, cfg.seed, snapshots=cache)
         p_model = model.predict(evaluation)
         # Baselines, fitted on the same training dates (recency mapping, plain GBM) or unsupervised (BG/NBD)
         dates = training_dates(AS_OF, horizon, cfg.training, first_fact)
-        train = [snapshot(compact, d) for d in dates]
+        train = [cache[d] for d in dates]
         y_train = np.concatenate([target(compact, f.index, d, horizon, task) for f, d in zip(train, dates)])
         X_train = pd.concat(train)
         recency = LogisticRegression().fit(np.log1p(X_train[["recency_days"]].to_numpy()), y_train)
@@ -214,8 +215,14 @@ def write_charts(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def run_evaluation(data_dir: str | Path, out_dir: str | Path | None = None, with_older_history: bool = False) -> dict:
-    result = evaluate_uci(data_dir, with_older_history=with_older_history)
+def run_evaluation(data_dir: str | Path, out_dir: str | Path | None = None, with_older_history: bool = False,
+                   threads: int | None = None) -> dict:
+    """Evaluate and (with out_dir) write the metrics JSON and the charts. `threads` caps OpenMP threads of the
+    boosted models (oversubscribed machines run much faster with 1)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        result = evaluate_uci(data_dir, with_older_history=with_older_history)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ Steps of `fit_propensity`:
 2. Features per date (`cdp.models.features.build_features`), cohort-relative ranks added, labels per date.
 3. Time-based split: the latest date is the calibration set, the older ones train the boosted ensemble
    (HistGradientBoosting, `ensemble_size` seeds with feature subsampling, averaged).
-4. A sigmoid (Platt) or isotonic calibrator maps ensemble scores to probabilities on the latest date.
+4. A sigmoid (Platt) or isotonic calibrator maps the older ensemble's out-of-time scores on the latest date
+   to probabilities (sigmoid keeps the ranking, so AUC is unchanged by calibration).
+5. With `refit_all`, the ensemble is refitted on all dates (same seeds) and keeps that calibrator.
 """
 from __future__ import annotations
 
@@ -118,8 +120,12 @@ def fit_ensemble(X: pd.DataFrame, y: np.ndarray, cfg: TrainingConfig, seed: int)
 
 
 def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int, cfg: TrainingConfig,
-                   seed: int, profiles: pd.DataFrame | None = None) -> tuple[PropensityModel, dict]:
-    """Train on facts before `end` only (labels of the latest training date end the day before `end`)."""
+                   seed: int, profiles: pd.DataFrame | None = None,
+                   snapshots: dict[dt.date, pd.DataFrame] | None = None) -> tuple[PropensityModel, dict]:
+    """Train on facts before `end` only (labels of the latest training date end the day before `end`).
+
+    `snapshots` is an optional cache {as_of: features} shared between calls (features do not depend on the task).
+    """
     days = compact.days
     if days.empty:
         raise ModelError("no facts to train on")
@@ -130,8 +136,11 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
                          f"and a closed {horizon}-day label window before {end}; have {len(dates)}")
     # Step 2
     frames, ys = [], []
+    cache = snapshots if snapshots is not None else {}
     for as_of in dates:
-        f = snapshot(compact, as_of, profiles)
+        if as_of not in cache:
+            cache[as_of] = snapshot(compact, as_of, profiles)
+        f = cache[as_of]
         frames.append(f)
         ys.append(target(compact, f.index, as_of, horizon, task))
     columns = sorted(set().union(*(f.columns for f in frames)))
@@ -143,7 +152,7 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
         raise ModelError(f"{task}: labels of one class only in the training window; need more history")
     members = fit_ensemble(X_train, y_train, cfg, seed)
     model = PropensityModel(task, horizon, columns, members, None, cfg.calibration, [d.isoformat() for d in dates])
-    # Step 4
+    # Step 4: the calibrator learns from out-of-time scores of the latest date
     raw = model.raw_score(X_cal)
     if cfg.calibration == "isotonic":
         model.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y_cal)
@@ -153,6 +162,10 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
     from cdp.models.evaluate import binary_metrics
 
     metrics = {f"calibration_{k}": v for k, v in binary_metrics(y_cal, p_cal).items()}
+    # Step 5: refit the ensemble on all dates (the latest is the closest to scoring time) and keep the calibrator
+    if cfg.refit_all:
+        X_all = pd.concat([X_train, X_cal])
+        model.members = fit_ensemble(X_all, np.concatenate([y_train, y_cal]), cfg, seed)
     metrics.update(train_rows=int(len(X_train)), calibration_rows=int(len(X_cal)),
                    train_positive_rate=float(y_train.mean()))
     log.info("%s: trained on %d rows (%d dates), calibration AUC %.3f", task, len(X_train), len(dates) - 1,
