@@ -4,9 +4,15 @@ Graph shape (what the UI draws as inline SVG):
     {"nodes": [{"id", "kind": "record"|<identifier type>, "label"}],
      "edges": [{"source", "target", "rule", "kept"}], "truncated": bool}
 
-Records (source + source record id, from the silver tables' provenance) are joined to the identifiers they
-carry; two records belong to one One-ID because a chain of shared identifiers connects them. Identifier
-values are shown masked or as a short hash prefix, never raw. At most `MAX_RECORDS` records are drawn.
+When the identity stage has run, the graph comes from its tables (`identity_nodes`, `identity_edges`, the
+same ones `cdp identity explain` reads): the One-ID's identifiers (node `kind` = identifier type, `label` = the
+stage's masked `display`) and every link touching them with its rule, source, record count and status
+(`kept`, or why it was dropped: `dropped_limit`, `dropped_never_link`, `blocked_node`, `shared_node`).
+
+Without identity tables it falls back to the silver provenance: records (source + record id) joined to the
+identifiers they carry; two records belong to one One-ID because a chain of shared identifiers connects them.
+Identifier values are shown masked or as a short hash prefix, never raw; node ids sent to the page are
+positional (`n0`, `n1`, ...), never node keys. At most `MAX_RECORDS` records / `MAX_NODES` nodes are drawn.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RECORDS = 40
+MAX_NODES = 60
 
 # silver table -> identifier columns that link records (column, identifier type, how to show)
 LINK_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -32,7 +39,51 @@ LINK_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 
 def explain_one_id(views: LakeViews, one_id: str, mask_ids: bool) -> dict[str, Any]:
-    """Records of `one_id` and the identifiers that tie them together (see module docstring)."""
+    """The identity graph of `one_id` (see module docstring)."""
+    if views.has("identity_nodes") and views.has("identity_edges"):
+        return _from_identity_tables(views, one_id)
+    return _from_silver(views, one_id, mask_ids)
+
+
+def _from_identity_tables(views: LakeViews, one_id: str) -> dict[str, Any]:
+    from pyspark.sql import functions as F
+
+    nodes_t = views.table("identity_nodes")
+    edges_t = views.table("identity_edges")
+    assert nodes_t is not None and edges_t is not None
+    members = nodes_t.where(F.col("one_id") == F.lit(one_id)).select("node_key", "id_type", "display", "status")
+    rows = members.orderBy("id_type", "node_key").limit(MAX_NODES + 1).collect()
+    truncated = len(rows) > MAX_NODES
+    keys = [r["node_key"] for r in rows[:MAX_NODES]]
+    if not keys:
+        return {"nodes": [], "edges": [], "truncated": False, "source": "identity"}
+    edge_cols = [c for c in ("src_key", "dst_key", "rule", "source", "status", "record_count") if c in edges_t.columns]
+    if "run_date" in edges_t.columns:  # the latest run's view of each link
+        last = edges_t.agg(F.max("run_date")).collect()[0][0]
+        edges_t = edges_t.where(F.col("run_date") == F.lit(last))
+    edge_rows = (edges_t.where(F.col("src_key").isin(keys) | F.col("dst_key").isin(keys)).select(*edge_cols)
+                 .orderBy("src_key", "dst_key", "rule").limit(4 * MAX_NODES).collect())
+    nodes = {r["node_key"]: {"kind": r["id_type"], "label": r["display"], "member": True} for r in rows[:MAX_NODES]}
+    outside = sorted({k for e in edge_rows for k in (e["src_key"], e["dst_key"]) if k not in nodes})
+    if outside:  # identifiers of other profiles reached by a dropped link: shown so the reason is visible
+        for r in nodes_t.where(F.col("node_key").isin(outside[:MAX_NODES])).select("node_key", "id_type", "display").collect():
+            nodes[r["node_key"]] = {"kind": r["id_type"], "label": r["display"], "member": False}
+    rename = {key: f"n{i}" for i, key in enumerate(sorted(nodes))}
+    edges = []
+    for e in edge_rows:
+        if e["src_key"] not in rename or e["dst_key"] not in rename:
+            continue
+        status = e["status"] if "status" in e and e["status"] else "kept"
+        detail = ", ".join(str(x) for x in (e["source"] if "source" in e else None,
+                                              f"{e['record_count']} records" if "record_count" in e else None) if x)
+        edges.append({"source": rename[e["src_key"]], "target": rename[e["dst_key"]],
+                      "rule": f"{e['rule']} ({detail}) [{status}]" if detail else f"{e['rule']} [{status}]",
+                      "kept": status == "kept"})
+    return {"nodes": [{"id": rename[k], **v} for k, v in sorted(nodes.items())], "edges": edges,
+            "truncated": truncated, "source": "identity"}
+
+
+def _from_silver(views: LakeViews, one_id: str, mask_ids: bool) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from cdp.console.views import mask_identifier, short_hash
@@ -82,5 +133,5 @@ def explain_one_id(views: LakeViews, one_id: str, mask_ids: bool) -> dict[str, A
         "nodes": [{**n, "id": rename[n["id"]]} for _, n in sorted(nodes.items())],
         "edges": sorted(({**e, "source": rename[e["source"]], "target": rename[e["target"]]} for e in edges),
                         key=lambda e: (e["source"], e["target"])),
-        "truncated": truncated,
+        "truncated": truncated, "source": "silver",
     }

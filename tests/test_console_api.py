@@ -6,6 +6,7 @@ docstring; the expected numbers below follow from it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import shutil
@@ -18,6 +19,7 @@ from cdp.console.auth import (PERMISSIONS, ConsoleConfig, SessionStore, hash_pas
 from cdp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+AS_OF = dt.date(2026, 6, 30)
 USERS = REPO / "conf" / "console.yaml"
 PASSWORDS = {"marketer": "marketer-demo", "engineer": "engineer-demo", "admin": "admin-demo"}
 KYOHO_SEGMENT = {
@@ -246,6 +248,26 @@ def test_console_api(console, spark):
     assert "13912345678" not in json.dumps(pa)
     assert client.get("/api/profiles/OID_ZZZ", headers=m).status_code == 404
     assert client.get("/api/profiles/" + "x" * 65, headers=m).status_code == 422
+
+    # once the identity stage has run, the graph is its nodes and links (rules, statuses), keys never leave
+    from cdp.lake import overwrite_table
+    nodes = [("mobile:h1", "mobile", "mobile:#3f2a9c1b", "active", "OID_A"),
+             ("member_card:main:M00012345", "member_card", "member_card:main:****2345", "active", "OID_A"),
+             ("member_card:main:M00022222", "member_card", "member_card:main:****2222", "active", "OID_B")]
+    overwrite_table(spark.createDataFrame(nodes, "node_key string, id_type string, display string, status string, "
+                                                 "one_id string"), settings, "identity_nodes")
+    edges = [("mobile:h1", "member_card:main:M00012345", "crm_card_mobile", "crm", "kept", 3, AS_OF),
+             ("mobile:h1", "member_card:main:M00022222", "pos_card_mobile", "pos", "dropped_limit", 1, AS_OF)]
+    overwrite_table(spark.createDataFrame(edges, "src_key string, dst_key string, rule string, source string, "
+                                                 "status string, record_count long, run_date date"),
+                    settings, "identity_edges")
+    res = client.get("/api/profiles/OID_A", headers=m)
+    graph = res.json()["identity_graph"]
+    assert graph["source"] == "identity" and "M00012345" not in res.text and "mobile:h1" not in res.text
+    assert [(n["label"], n["member"]) for n in graph["nodes"]] == [
+        ("member_card:main:****2345", True), ("member_card:main:****2222", False), ("mobile:#3f2a9c1b", True)]
+    assert [(e["source"], e["target"], e["kept"]) for e in graph["edges"]] == [("n2", "n0", True), ("n2", "n1", False)]
+    assert graph["edges"][1]["rule"] == "pos_card_mobile (pos, 1 records) [dropped_limit]"
 
     # overview pictures
     rfm = client.get("/api/overview/rfm", headers=m).json()

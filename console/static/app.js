@@ -300,10 +300,8 @@ function cleaned(cond) {
 function currentDefinition() {
   const where = cleaned(state.where);
   if (!where) return null;
-  const def = { where };
   const label = $("seg-label").value.trim();
-  if (label) def.label = label;
-  return def;
+  return label ? { label, where } : { where };
 }
 
 // a tiny YAML writer for the definition preview (mappings, lists, scalars)
@@ -328,6 +326,7 @@ function changed() {
   const def = currentDefinition();
   const name = $("seg-name").value.trim();
   $("definition-yaml").textContent = def ? toYaml({ name: name || "unsaved", ...def }).trim() : "# add a condition";
+  $("preview-count").classList.add("stale");   // until the answer for this very definition arrives
   clearTimeout(previewTimer);
   previewTimer = setTimeout(runPreview, 350);
 }
@@ -338,7 +337,6 @@ async function runPreview() {
   const def = currentDefinition();
   const seq = ++state.previewSeq;
   if (!def) { renderPreview(null); return; }
-  $("preview-count").classList.add("stale");
   try {
     const res = await api("POST", "segments/preview", { definition: def });
     if (seq !== state.previewSeq) return;   // a newer edit is on its way
@@ -489,31 +487,43 @@ function renderProfile(p) {
         h("h3", {}, "企业微信导购 WeCom guide"), wecom)));
 }
 
-// Records on the left, identifiers on the right, a line for each "record carries identifier".
+const ID_COLOURS = { record: "#1d2330", mobile: "#c2410c", member_card: "#2563eb", unionid: "#16a34a", openid: "#0d9488",
+                     external_userid: "#9333ea", buyer_id: "#a16207" };
+
+// The identity explanation as inline SVG. From the identity tables: identifiers on a circle, one line per link
+// (grey = kept, red dashed = dropped, hover for rule / source / records). From silver provenance: records on
+// the left, identifiers on the right, a line for each "record carries identifier".
 function identityGraph(g) {
-  const records = g.nodes.filter((n) => n.kind === "record");
-  const ids = g.nodes.filter((n) => n.kind !== "record");
-  if (!records.length) return h("p", { class: "note" }, "无身份记录 no identity records");
-  const rowH = 30, height = Math.max(records.length, ids.length) * rowH + 20, width = 520;
+  if (!g.nodes.length) return h("p", { class: "note" }, "无身份记录 no identity records");
   const pos = {};
-  records.forEach((n, i) => { pos[n.id] = [130, 20 + i * rowH + (height - 20 - records.length * rowH) / 2]; });
-  ids.forEach((n, i) => { pos[n.id] = [390, 20 + i * rowH + (height - 20 - ids.length * rowH) / 2]; });
-  const colour = { record: "#1d2330", mobile: "#c2410c", member_card: "#2563eb", unionid: "#16a34a", openid: "#0d9488",
-                   external_userid: "#9333ea", buyer_id: "#a16207" };
+  let width = 560, height;
+  if (g.source === "identity") {
+    height = Math.min(460, 120 + g.nodes.length * 22);
+    const cx = width / 2, cy = height / 2, r = Math.min(cx, cy) - 40;
+    g.nodes.forEach((n, i) => { const a = 2 * Math.PI * i / g.nodes.length - Math.PI / 2;
+      pos[n.id] = [cx + r * Math.cos(a), cy + r * Math.sin(a)]; });
+  } else {
+    const records = g.nodes.filter((n) => n.kind === "record"), ids = g.nodes.filter((n) => n.kind !== "record");
+    const rowH = 30; height = Math.max(records.length, ids.length) * rowH + 20;
+    records.forEach((n, i) => { pos[n.id] = [140, 20 + i * rowH + (height - 20 - records.length * rowH) / 2]; });
+    ids.forEach((n, i) => { pos[n.id] = [330, 20 + i * rowH + (height - 20 - ids.length * rowH) / 2]; });
+  }
   const el = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, "data-testid": "identity-graph", role: "img" });
   for (const e of g.edges) {
     const [x1, y1] = pos[e.source], [x2, y2] = pos[e.target];
-    el.append(svg("line", { x1, y1, x2, y2, stroke: e.kept ? "#9aa3b5" : "#ef4444", "stroke-dasharray": e.kept ? "" : "4 3" },
-      svg("title", {}, e.rule)));
+    el.append(svg("line", { x1, y1, x2, y2, stroke: e.kept ? "#9aa3b5" : "#ef4444", "stroke-width": 1.5,
+      "stroke-dasharray": e.kept ? "" : "5 3", "data-kept": e.kept }, svg("title", {}, e.rule)));
   }
   for (const n of g.nodes) {
     const [x, y] = pos[n.id];
-    const left = n.kind === "record";
+    const left = g.source === "identity" ? x < width / 2 : n.kind === "record";
     el.append(svg("g", { "data-kind": n.kind },
-      svg("circle", { cx: x, cy: y, r: 6, fill: colour[n.kind] || "#6b7385" }),
+      svg("circle", { cx: x, cy: y, r: 6, fill: n.member === false ? "#d1d5db" : (ID_COLOURS[n.kind] || "#6b7385") }),
       svg("text", { x: left ? x - 10 : x + 10, y: y + 4, "font-size": 11.5, "text-anchor": left ? "end" : "start" }, n.label)));
   }
-  return h("div", {}, el, g.truncated ? h("p", { class: "note" }, "(truncated)") : null);
+  const legend = g.source === "identity" ? "线 = 连接规则 (悬停查看) · links by rule (hover); red dashed = dropped by a guardrail; grey dot = another profile"
+                                         : "左: 来源记录 source records · 右: 其携带的标识 identifiers they carry";
+  return h("div", {}, el, h("p", { class: "note" }, legend), g.truncated ? h("p", { class: "note" }, "(truncated)") : null);
 }
 
 // ------------------------------------------------------------------------------------------------------ overview
@@ -566,9 +576,10 @@ function stageHistory(life) {
     const pts = dates.map((d) => { const r = life.history.find((x) => x.as_of_date === d && x.stage === stage); return [x(d), y(r ? r.customers : 0)]; });
     if (!life.history.some((r) => r.stage === stage)) return;
     el.append(svg("polyline", { points: pts.map((p) => p.join(",")).join(" "), fill: "none", stroke: palette[i], "stroke-width": 2 }, svg("title", {}, stage)));
-    el.append(svg("text", { x: pts[pts.length - 1][0] - 4, y: pts[pts.length - 1][1] - 4, "font-size": 10, fill: palette[i], "text-anchor": "end" }, stage));
   });
-  return el;
+  const legend = h("div", { class: "chips" }, ...STAGE_ORDER.map((stage, i) => life.history.some((r) => r.stage === stage)
+    ? h("span", { class: "chip", style: `background:none;border:1px solid ${palette[i]};color:${palette[i]}` }, stage) : null));
+  return h("div", {}, el, legend);
 }
 function segmentSizes(segs) {
   if (!segs.segments.length) return h("p", { class: "note" }, "还没有运行过人群 no segment has run yet");
