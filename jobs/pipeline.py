@@ -32,6 +32,7 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "cdp.ingest", "landing -> bronze -> silver, validated, with quarantine"),
     Stage("profiles", "cdp.build_profiles", "gold order facts, profiles (survivorship), RFM, lifecycle stages"),
+    Stage("models", "cdp.score_models", "churn/repurchase/CLV/win-back scores and replenishment dates (trains if no model yet)"),
     Stage("tags", "cdp.build_tags", "segment base table + declared tags (long, wide, enter/leave history)"),
     Stage("segments", "cdp.run_segments", "declared segments -> gold_segment_members for the run date"),
 )

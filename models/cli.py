@@ -1,0 +1,87 @@
+"""`cdp models train|score|evaluate-uci|lookalike`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cdp.entry import open_spark, run_date_from_args, settings_from_args
+    from cdp.train_models import run
+
+    settings = settings_from_args(args)
+    print(json.dumps(run(open_spark(settings), settings, run_date_from_args(args, settings)), indent=2, default=str))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from cdp.entry import open_spark, run_date_from_args, settings_from_args
+    from cdp.score_models import run
+
+    settings = settings_from_args(args)
+    print(json.dumps(run(open_spark(settings), settings, run_date_from_args(args, settings)), indent=2, default=str))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cdp.models.evaluate import metrics_table, run_evaluation
+
+    result = run_evaluation(args.data_dir, args.out, with_older_history=args.with_older_history, threads=args.threads)
+    print(metrics_table(result))
+    print(json.dumps(result["clv"], indent=2))
+    return 0
+
+
+def _lookalike(args: argparse.Namespace) -> int:
+    from pyspark.sql import functions as F
+
+    from cdp.entry import open_spark, run_date_from_args, settings_from_args
+    from cdp.errors import CdpError
+    from cdp.lake import read_table
+    from cdp.models.config import load_models_config
+    from cdp.models.lookalike import expand_lookalike
+    from cdp.models.propensity import snapshot
+    from cdp.train_models import load_inputs
+
+    settings = settings_from_args(args)
+    run_date = run_date_from_args(args, settings)
+    spark = open_spark(settings)
+    if args.seed_file:
+        seeds = [line.strip() for line in Path(args.seed_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif args.segment:
+        members = read_table(spark, settings, "gold_segment_members").where(F.col("segment") == args.segment)
+        last = members.agg(F.max("run_date")).first()[0]
+        seeds = [r.one_id for r in members.where(F.col("run_date") == F.lit(last)).select("one_id").collect()]
+    else:
+        raise CdpError("give --segment NAME or --seed-file FILE (one one_id per line)")
+    cfg = load_models_config(settings)
+    look_cfg = cfg.lookalike.model_copy(update={"top_k": args.top_k}) if args.top_k else cfg.lookalike
+    compact, profiles, _ = load_inputs(spark, settings, run_date)
+    result = expand_lookalike(snapshot(compact, run_date, profiles), seeds, look_cfg, cfg.seed)
+    if args.out:
+        result.scores.to_csv(args.out, index=False)
+    print(json.dumps({"metrics": result.metrics, "expansion_rows": len(result.scores), "out": args.out}, indent=2))
+    return 0
+
+
+def add_commands(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("models", help="train, score and evaluate the predictive models")
+    sub = p.add_subparsers(dest="models_command", required=True)
+    t = sub.add_parser("train", parents=[common], help="train and register churn + repurchase (weekly)")
+    t.set_defaults(func=_train)
+    s = sub.add_parser("score", parents=[common], help="write gold_model_scores and gold_replenishment (daily)")
+    s.set_defaults(func=_score)
+    e = sub.add_parser("evaluate-uci", help="the UCI Online Retail evaluation against the baselines")
+    e.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
+                                             / "online_retail"))
+    e.add_argument("--out", help="folder for models_uci_metrics.json and the SVG charts (e.g. docs)")
+    e.add_argument("--with-older-history", action="store_true", help="add Online Retail II (2009-2010) as history")
+    e.add_argument("--threads", type=int, default=1, help="OpenMP threads for the boosted models (default 1)")
+    e.set_defaults(func=_evaluate)
+    lk = sub.add_parser("lookalike", parents=[common], help="expand a seed segment to its top-K look-alikes")
+    lk.add_argument("--segment", help="segment name in gold_segment_members (latest run)")
+    lk.add_argument("--seed-file", help="file with one one_id per line")
+    lk.add_argument("--top-k", type=int)
+    lk.add_argument("--out", help="CSV file for the expansion (one_id, score, rank)")
+    lk.set_defaults(func=_lookalike)
