@@ -122,8 +122,8 @@ class BetaGeoModel:
         """E[number of purchases in (T, T+horizon] | x, t_x, T] (FHL 2005, equation 10)."""
         r, alpha, a, b = self._p()
         x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
-        if a <= 1:
-            a = 1.0 + 1e-6  # equation 10 needs a > 1; the limit is a very long-lived base
+        if abs(a - 1.0) < 1e-9:
+            a = 1.0 + 1e-6  # equation 10 has a removable singularity at a == 1
         z = horizon / (alpha + T + horizon)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         head = (a + b + x - 1) / (a - 1)
