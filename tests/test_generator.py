@@ -423,9 +423,15 @@ def test_options_are_validated():
         GeneratorOptions(pos_encoding="latin-1")
 
 
-def test_big_days_are_split_into_several_files_that_keep_the_truth_aligned(tmp_path):
+def test_big_days_are_split_into_several_files_that_keep_the_truth_aligned(tmp_path, monkeypatch):
     out = tmp_path / "split"
     generate(out, customers=80, days=3, seed=4, max_rows_per_file=40)
+    # a tiny staging buffer (dozens of sorted runs per source, merged 4 at a time) writes exactly the same bytes
+    monkeypatch.setattr("cdp.generator.writer.MAX_OPEN_RUNS", 4)
+    tiny = tmp_path / "tiny"
+    generate(tiny, customers=80, days=3, seed=4, max_rows_per_file=40, buffer_chars=300)
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == \
+        {p.relative_to(tiny).as_posix(): p.read_bytes() for p in tiny.rglob("*") if p.is_file()}
     parts = sorted(p.name for p in (out / "pos").glob("dt=*/*_p2.csv"))
     assert parts
     parsed = parse_landing(out)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import random
 import shutil
 from dataclasses import asdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +66,18 @@ def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite
 
     first_day = sim.date_text[0]
     _write_reference(root, first_day, sim)
-    staged = staging.staged()
-    resend = _pick_redeliveries(staged, options)
+    resend = _pick_redeliveries(sorted(staging.days), options)
     corrupt: list[CorruptRow] = []
     files: dict[str, int] = {}
     redelivered: list[tuple[str, str]] = []
-    for source, day in staged:
+    for source, day, lines in _days(staging):
         ext, header = SOURCE_FILES[source]
         stem = f"{source}_{sim.date_compact[day]}"
         if source == "crm":
             stem = f"crm_members_{'full' if day == 0 else 'delta'}_{sim.date_compact[day]}"
         encoding = options.pos_encoding if source == "pos" else "utf-8"
         written, bad = write_day(root, source, sim.date_text[day], stem, ext,
-                                 None if header is None else csv_line(header), staging.read(source, day), encoding,
+                                 None if header is None else csv_line(header), lines, encoding,
                                  options.max_rows_per_file)
         corrupt.extend(bad)
         files[source] = files.get(source, 0) + len(written)
@@ -113,6 +114,13 @@ def generate(out: str | Path, options: GeneratorOptions | None = None, overwrite
                                             encoding="utf-8")
     log.info("generated %d persons over %d days into %s", options.customers, options.days, root)
     return {"out": str(root), **summary}
+
+
+def _days(staging: Stager) -> Iterator[tuple[str, int, Iterator[str]]]:
+    """(source, day, that day's sorted staged lines), streamed from the merged runs."""
+    for source in staging.sources():
+        for day, lines in itertools.groupby(staging.merged(source), key=lambda line: int(line[:5])):
+            yield source, day, lines
 
 
 def _prepare(root: Path, overwrite: bool) -> None:
