@@ -259,11 +259,12 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                         .alias("detail")))
     rejections = node_rej.unionByName(edge_rej).withColumn("run_date", F.lit(run_date))
 
+    n_excluded, n_blocked = excluded.count(), blocked.count()
     counts = {
-        "nodes": len(node_pd) + excluded.count(),
+        "nodes": len(node_pd) + n_excluded,
         "nodes_active": len(node_pd),
-        "nodes_blocked": blocked.count(),
-        "nodes_shared": excluded.count() - blocked.count(),
+        "nodes_blocked": n_blocked,
+        "nodes_shared": n_excluded - n_blocked,
         "link_pairs": len(src),
         "links_dropped_limit": int((comps.edge_reason == 1).sum()),
         "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
@@ -363,23 +364,31 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
 
     from cdp.lake import read_table
 
+    def flag(cond):
+        return F.sum(F.when(cond, 1).otherwise(0))
+
     nodes = read_table(spark, settings, "identity_nodes")
-    problems: dict[str, int] = {}
-    problems["nodes_duplicate_key"] = nodes.groupBy("node_key").count().where("count > 1").count()
-    problems["nodes_null_key"] = nodes.where(F.col("node_key").isNull()).count()
-    problems["nodes_bad_status"] = nodes.where(~F.col("status").isin(*NODE_STATUSES)).count()
-    problems["active_without_one_id"] = nodes.where((F.col("status") == "active") & F.col("one_id").isNull()).count()
-    problems["inactive_with_one_id"] = nodes.where((F.col("status") != "active") & F.col("one_id").isNotNull()).count()
+    active = F.col("status") == "active"
+    row = nodes.agg(
+        (F.count(F.lit(1)) - F.countDistinct("node_key")).alias("nodes_duplicate_key"),
+        flag(F.col("node_key").isNull()).alias("nodes_null_key"),
+        flag(~F.col("status").isin(*NODE_STATUSES) | F.col("status").isNull()).alias("nodes_bad_status"),
+        flag(active & F.col("one_id").isNull()).alias("active_without_one_id"),
+        flag(~active & F.col("one_id").isNotNull()).alias("inactive_with_one_id")).first()
+    problems: dict[str, int] = {k: int(v or 0) for k, v in row.asDict().items()}
     limits = F.create_map(*[x for t in rules.identifier_types if t.max_per_one_id > 0
                             for x in (F.lit(t.name), F.lit(t.max_per_one_id))])
     problems["one_ids_above_limit"] = (nodes.where(F.col("one_id").isNotNull())
                                        .groupBy("one_id", "id_type", "scope").count()
                                        .where(F.col("count") > limits[F.col("id_type")]).count())
     edges = read_table(spark, settings, "identity_edges")
-    problems["edges_bad_status"] = edges.where(~F.col("status").isin(*EDGE_STATUSES) | F.col("status").isNull()).count()
-    problems["edges_duplicate_key"] = edges.groupBy("src_key", "dst_key", "rule").count().where("count > 1").count()
+    row = edges.agg(
+        flag(~F.col("status").isin(*EDGE_STATUSES) | F.col("status").isNull()).alias("edges_bad_status"),
+        (F.count(F.lit(1)) - F.countDistinct("src_key", "dst_key", "rule")).alias("edges_duplicate_key")).first()
+    problems.update({k: int(v or 0) for k, v in row.asDict().items()})
     rm = read_table(spark, settings, "identity_record_map")
-    problems["record_map_duplicate_key"] = rm.groupBy("source", "source_record_id").count().where("count > 1").count()
+    problems["record_map_duplicate_key"] = int(rm.agg(
+        F.count(F.lit(1)) - F.countDistinct("source", "source_record_id")).first()[0])
     bad = {k: v for k, v in problems.items() if v}
     if bad:
         raise IdentityContractError(f"identity tables broke their contract: {bad}")
