@@ -444,7 +444,13 @@ class Simulation:
         gender = {"F": "女", "M": "男"}[p.gender] if rng.random() < 0.95 else ""
         birthday = p.birthday.isoformat() if rng.random() < 0.8 else ""
 
+        previous = [(-10 ** 9, 0)]
+
         def emit(day: int, secs: int) -> None:
+            # versions of one card never share an updated_at (the contract's version key) and keep their order
+            if (day, secs) <= previous[0]:
+                secs = min(86_399, previous[0][1] + 1)
+            previous[0] = (day, secs)
             row = (m.card, state["mobile"], p.name, gender, birthday, state["level"],
                    _b(state["is_paid"]), _b(state["has_app"]), m.join_store, m.registered_at,
                    _b(state["consent"]), self.stamp(day, secs), m.brand_id)
@@ -562,7 +568,7 @@ class Simulation:
         valid = []
         stamp = self.stamp(d, secs)
         for line_no, (sku, qty, price, amount) in enumerate(lines, start=1):
-            qty_text = qty if sign > 0 else "-" + qty
+            qty_text = qty  # the contract: a return has a negative amount, its quantity stays positive
             row = [order_id, str(line_no), store.store_id, stamp, card, mobile, sku.sku_id, sku.sku_name,
                    sku.category, qty_text, fmt_cents(price), fmt_cents(sign * amount), pay, store.brand_id]
             kind = self.corrupt(rng, "pos", can_force=line_no > 1)
@@ -763,7 +769,12 @@ class Simulation:
             if rng.random() < 0.7:
                 follow["state"] = store.store_id
 
+            last = [(-10 ** 9, 0)]
+
             def emit(change: str, day: int, s: int) -> None:
+                if (day, s) <= last[0]:  # changes of one relation keep their order, one per second at most
+                    s = min(86_399, last[0][1] + 1)
+                last[0] = (day, s)
                 row = {"change_type": change, "event_time": self.iso(day, s), "external_contact": contact,
                        "follow_user": follow, "brand_id": store.brand_id}
                 self.stager.add("wecom", max(0, day), f"{s:05d}{ext}{guide}{day + 100000:06d}{change}",
