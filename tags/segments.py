@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 SEGMENT_KEYS = ("name", "label", "description", "brand_id", "where", "campaign")
 CAMPAIGN_KEYS = ("coupon_id", "feedback_tag", "start_date", "days")
 EXPORT_KINDS = ("wecom", "unionid", "mobile_hash")
+SORTED_SAMPLES_UP_TO = 1_000
 SAMPLE_COLUMNS = ("one_id", "name_masked", "gender", "city", "lifecycle_stage", "rfm_segment", "channels",
                   "home_store_id", "order_count", "total_amount", "is_member", "is_wecom_added")
 
@@ -352,8 +353,10 @@ def preview(spark: SparkSession, settings: Settings, definition: SegmentDefiniti
     sample_rows: list[dict[str, Any]] = []
     if samples and total:
         columns = [c for c in SAMPLE_COLUMNS if c in base.columns]
-        sample_rows = [r.asDict() for r in filtered.select(*columns).orderBy(F.col("one_id")).limit(samples).collect()] \
-            if total <= 50_000 else [r.asDict() for r in filtered.select(*columns).limit(samples).collect()]
+        picked = filtered.select(*columns)
+        # small segments: the first one_ids (stable output); large ones: the first rows found (no full sort)
+        picked = picked.orderBy(F.col("one_id")) if total <= SORTED_SAMPLES_UP_TO else picked
+        sample_rows = [r.asDict() for r in picked.limit(samples).collect()]
     total_profiles = base.count() if with_total else None
     stores = sorted(by_store.items(), key=lambda kv: (-kv[1], kv[0]))[:top_stores]
     return PreviewResult(

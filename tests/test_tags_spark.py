@@ -236,7 +236,7 @@ def test_tags_long_wide_history_on_d1(spark, lake):
     assert read_table(spark, lake, "gold_tag_history").count() == long.count()
 
 
-def test_segments_preview_run_export_on_d1(spark, lake, tmp_path):
+def test_segments_preview_run_export_on_d1(spark, lake, tmp_path, capsys):
     from pyspark.sql import functions as F
 
     from cdp.lake import read_table
@@ -269,6 +269,15 @@ def test_segments_preview_run_export_on_d1(spark, lake, tmp_path):
     adhoc = preview(spark, lake, {"name": "adhoc", "where": {"any": [
         {"model": {"name": "churn", "grade": ["medium", "high"]}}, {"tag": "guide_vip"}]}}, samples=0)
     assert (adhoc.count, adhoc.by_stage, adhoc.samples) == (2, {"active": 2}, [])
+    # the command prints the same (in-process: it reuses this Spark session)
+    from cdp.cli import main
+
+    assert main(["segment", "preview", "kyoho_not_black_vine", "--lake", lake.lake_dir,
+                 "--landing", lake.landing_dir]) == 0
+    printed = capsys.readouterr().out
+    assert "segment kyoho_not_black_vine as of 2026-06-30: 2 profiles" in printed
+    assert "by lifecycle stage: active 2\nby channel:         pos 2, miniprogram 1\nby home store:      ST1 2" in printed
+    assert '"one_id": "A", "name_masked": "A*"' in printed
     empty = preview(spark, lake, {"name": "nobody", "where": {"rfm": "Lost"}})
     assert (empty.count, empty.by_stage, empty.by_channel, empty.samples) == (0, {}, {}, [])
 
