@@ -64,7 +64,8 @@ class Resolution:
 
     @property
     def n_components(self) -> int:
-        return int(np.unique(self.labels).size)
+        """Number of components: every component has exactly one node labelled with itself (its smallest)."""
+        return int(np.count_nonzero(self.labels == np.arange(self.labels.size)))
 
 
 def resolve(node_type: np.ndarray, edge_src: np.ndarray, edge_dst: np.ndarray, edge_rank: np.ndarray,

@@ -58,6 +58,7 @@ def assert_invariants(node_type, src, dst, limits, res: Resolution) -> None:
     assert res.edge_kept.dtype == bool and res.edge_reason.dtype == np.int8
     # labels are the smallest member of each component
     np.testing.assert_array_equal(res.labels[res.labels], res.labels)
+    assert res.n_components == np.unique(res.labels).size
     assert (res.labels <= np.arange(n)).all()
     # kept edges lie inside a component, dropped ones between two (sets only grow)
     np.testing.assert_array_equal(res.edge_kept, res.labels[src] == res.labels[dst])
