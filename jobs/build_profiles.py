@@ -59,7 +59,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     from pyspark.sql import functions as F
 
     from cdp.tags.facts import build_order_facts, count_anonymous_lines, order_lines
-    from cdp.tags.lifecycle import LIFECYCLE_SCHEMA, build_lifecycle, latest_stages
+    from cdp.tags.lifecycle import LIFECYCLE_SCHEMA, build_lifecycle, latest_stages, stage_transitions
     from cdp.tags.profile_rules import load_lifecycle_rules, load_rfm_rules, load_survivorship_rules
     from cdp.tags.profiles import build_profiles
     from cdp.tags.rfm import build_rfm
@@ -104,10 +104,11 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
         previous_date = history.where(F.col("as_of_date") < F.lit(run_date)).agg(F.max("as_of_date")).first()[0]
         if previous_date is not None:
             previous = history.where(F.col("as_of_date") == F.lit(previous_date))
-    stages, transitions = build_lifecycle(profiles, facts, latest_stages(previous, run_date), lifecycle_rules,
-                                          run_date)
+    previous = latest_stages(previous, run_date)
+    stages, _ = build_lifecycle(profiles, facts, previous, lifecycle_rules, run_date)
     overwrite_table(stages, settings, "gold_lifecycle", partition_by=("as_of_date",), replace_where=day)
-    overwrite_table(transitions, settings, "gold_lifecycle_transitions",
+    written = read_table(spark, settings, "gold_lifecycle").where(F.col("as_of_date") == F.lit(run_date))
+    overwrite_table(stage_transitions(written, previous), settings, "gold_lifecycle_transitions",
                     replace_where=f"changed_date = '{run_date.isoformat()}'")
 
     rfm = read_table(spark, settings, "gold_rfm").where(F.col("as_of_date") == F.lit(run_date))

@@ -72,20 +72,28 @@ def assign_stages(profiles: DataFrame, history: DataFrame, previous: DataFrame, 
             .select("one_id", "as_of_date", "stage", "stage_since", "previous_stage"))
 
 
+def stage_transitions(stages: DataFrame, previous: DataFrame) -> DataFrame:
+    """gold_lifecycle_transitions rows: one per one_id whose stage differs from its previous stage (or who has
+    none yet: `from_stage` null). Reads only the two stage tables, not the facts."""
+    prev = previous.select("one_id", F.col("stage").alias("from_stage"))
+    changed = (stages.join(prev, "one_id", "left")
+               .where(F.col("from_stage").isNull() | (F.col("from_stage") != F.col("stage"))))
+    return conform(changed.select("one_id", "from_stage", F.col("stage").alias("to_stage"),
+                                  F.col("as_of_date").alias("changed_date")), TRANSITION_SCHEMA)
+
+
 def build_lifecycle(profiles: DataFrame, facts: DataFrame, previous: DataFrame, rules: LifecycleRules,
                     as_of_date: dt.date) -> tuple[DataFrame, DataFrame]:
     """(gold_lifecycle rows, gold_lifecycle_transitions rows) for as_of_date.
 
     `previous` holds the latest earlier stage per one_id (`one_id, stage, stage_since`); empty on the first run.
     A transition is recorded whenever the stage differs from the previous one, including the first stage of a
-    new one_id (`from_stage` null).
+    new one_id (`from_stage` null). (The job writes the stages first and derives the transitions from the written
+    partition with `stage_transitions`, so the facts are not aggregated twice.)
     """
     history = purchase_history(orders_from_facts(facts), as_of_date, rules)
-    stages = assign_stages(profiles, history, previous, rules, as_of_date)
-    transitions = (stages.where(F.col("previous_stage").isNull() | (F.col("previous_stage") != F.col("stage")))
-                   .select("one_id", F.col("previous_stage").alias("from_stage"), F.col("stage").alias("to_stage"),
-                           F.col("as_of_date").alias("changed_date")))
-    return conform(stages, LIFECYCLE_SCHEMA), conform(transitions, TRANSITION_SCHEMA)
+    stages = conform(assign_stages(profiles, history, previous, rules, as_of_date), LIFECYCLE_SCHEMA)
+    return stages, stage_transitions(stages, previous)
 
 
 def latest_stages(lifecycle: DataFrame, before: dt.date) -> DataFrame:
