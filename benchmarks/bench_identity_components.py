@@ -22,7 +22,6 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import platform
-import resource
 import tempfile
 import time
 import tracemalloc
@@ -108,6 +107,25 @@ METHODS = {"scipy csgraph (floor)": _run_scipy, "graph.resolve (array)": _run_re
 ARRAY_METHODS = ["scipy csgraph (floor)", "graph.resolve (array)"]
 
 
+def _proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> float:
+    """Reset this process's RSS high-water mark (Linux clear_refs "5") and return the current RSS in MiB.
+
+    ru_maxrss cannot be used: a spawned child starts with the max RSS of the parent it was forked from.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass                                          # then VmHWM still excludes the parent (it is per mm)
+    return _proc_status_mb("VmHWM")
+
+
 def _child(methods: list[str], repeats: int, path: str, trace: bool, queue) -> None:
     """Run `methods` interleaved `repeats` times on the saved graph; report wall/CPU times and peak memory."""
     import cdp.identity.graph  # noqa: F401  (imports outside the timed part)
@@ -117,7 +135,7 @@ def _child(methods: list[str], repeats: int, path: str, trace: bool, queue) -> N
     # one .npy per array, read straight into place (an .npz would pass through a second buffer and its
     # transient would hide the method's own peak in ru_maxrss)
     g = {f.stem: np.load(f) for f in Path(path).glob("*.npy")}
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_mb = _reset_peak_rss()
     out = {m: {"wall": [], "cpu": [], "result": None} for m in methods}
     for _ in range(repeats):
         for m in methods:
@@ -127,7 +145,7 @@ def _child(methods: list[str], repeats: int, path: str, trace: bool, queue) -> N
             out[m]["wall"].append(time.perf_counter() - w0)
             if not isinstance(out[m]["result"], int):      # a Resolution: count outside the timed part
                 out[m]["result"] = out[m]["result"].n_components
-    rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+    rss_mb = _proc_status_mb("VmHWM") - base_mb
     traced = None
     if trace:                                         # numpy allocations are traced; cheap for array code
         tracemalloc.start()
@@ -222,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows, "",
         "`graph.resolve` = scipy components + type counts per component + the sequential constrained union-find "
-        "on the components that break a limit only. Peak RSS = rise of the process's max RSS above the loaded "
-        "edge list; traced = tracemalloc peak of numpy allocations. Target: resolve within 3x of scipy.", ""])
+        "on the components that break a limit only. Peak RSS = rise of the process's RSS high-water mark "
+        "(VmHWM) above the loaded edge list; traced = tracemalloc peak of numpy allocations. Target: resolve within 3x of scipy.", ""])
     print(text)
     if not args.no_doc:
         write_section(text)
