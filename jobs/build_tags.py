@@ -82,7 +82,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     from pyspark.sql import functions as F
 
     from cdp.tags import engine as E
-    from cdp.tags.segments import load_segments
+    from cdp.tags.segments import clear_cache, load_segments
 
     catalog = E.load_tag_catalog(settings.conf_path("tags"))
     campaigns = [s.campaign for s in load_segments(settings) if s.campaign]
@@ -123,6 +123,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
 
     base = E.build_base(profiles, facts, lifecycle, rfm, scores, contacts, products, stores, list_tags, run_date)
     overwrite_table(E.with_tag_map(base, tags, run_date), settings, "gold_segment_base")
+    clear_cache()  # previews in this process must see the new base at once
     base = read_table(spark, settings, "gold_segment_base")
 
     if table_exists(spark, settings, "gold_tags_long"):

@@ -248,6 +248,12 @@ class _Cached:
     key: tuple
     df: DataFrame
     as_of_date: dt.date
+    checked_at: float = 0.0
+
+
+# A cached base is trusted this long before its Delta version is checked again (reading the Delta log is a
+# Spark job); `cdp tags build` in the same process drops the cache at once.
+RECHECK_SECONDS = 10.0
 
 
 _CACHE: dict[str, _Cached] = {}
@@ -262,13 +268,19 @@ def load_base(spark: SparkSession, settings: Settings, cache: bool = True) -> tu
 
     from cdp.lake import read_table, table_exists, table_version
 
+    path = settings.table_path("gold_segment_base")
+    app = spark.sparkContext.applicationId
+    with _LOCK:
+        hit = _CACHE.get(path)
+        if hit and hit.key[0] == app and time.monotonic() - hit.checked_at < RECHECK_SECONDS:
+            return hit.df, hit.as_of_date
     if not table_exists(spark, settings, "gold_segment_base"):
         raise ConfigError("gold_segment_base does not exist yet. Fix: run `cdp tags build` (or the pipeline) first")
-    path = settings.table_path("gold_segment_base")
-    key = (spark.sparkContext.applicationId, path, table_version(spark, settings, "gold_segment_base"))
+    key = (app, path, table_version(spark, settings, "gold_segment_base"))
     with _LOCK:
         hit = _CACHE.get(path)
         if hit and hit.key == key:
+            hit.checked_at = time.monotonic()
             return hit.df, hit.as_of_date
         if hit:
             hit.df.unpersist()
@@ -277,7 +289,7 @@ def load_base(spark: SparkSession, settings: Settings, cache: bool = True) -> tu
         if cache:
             df = df.persist(StorageLevel.MEMORY_AND_DISK)
             df.count()
-            _CACHE[path] = _Cached(key, df, as_of)
+            _CACHE[path] = _Cached(key, df, as_of, time.monotonic())
         return df, as_of
 
 
