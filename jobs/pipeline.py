@@ -31,6 +31,7 @@ class Stage:
 # Order matters: each stage reads what the ones before it wrote.
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "cdp.ingest", "landing -> bronze -> silver, validated, with quarantine"),
+    Stage("identity", "cdp.resolve_identity", "identifier graph + guardrails -> stable One-IDs, history, record map, silver one_id"),
     Stage("profiles", "cdp.build_profiles", "gold order facts, profiles (survivorship), RFM, lifecycle stages"),
     Stage("models", "cdp.score_models", "churn/repurchase/CLV/win-back scores and replenishment dates (trains if no model yet)"),
     Stage("tags", "cdp.build_tags", "segment base table + declared tags (long, wide, enter/leave history)"),

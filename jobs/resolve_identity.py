@@ -123,8 +123,11 @@ def _resolver(method: str, spark: SparkSession):
 
 def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
             previous: pd.DataFrame, redirects: pd.DataFrame) -> Resolved:
-    """Steps 1-5 without writing anything."""
-    from pyspark import StorageLevel
+    """Steps 1-5 without writing anything.
+
+    Intermediate frames are local checkpoints: materialised once and cut from their lineage, so the many
+    small actions that follow do not re-plan (or re-run) the whole silver-to-graph plan each time.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -133,19 +136,18 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     from cdp.identity.persist import EDGE_STATUS, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    level = StorageLevel.MEMORY_AND_DISK
     silver = read_silver(spark, settings, rules, run_date)
-    observations = extract_observations(silver, rules).persist(level)
-    nodes = build_nodes(observations).persist(level)
-    edges = extract_edges(silver, rules).persist(level)
-    records = _records(silver).persist(level)
+    observations = extract_observations(silver, rules).localCheckpoint()
+    nodes = build_nodes(observations).localCheckpoint()
+    edges = extract_edges(silver, rules).localCheckpoint()
+    records = _records(silver).localCheckpoint()
     overrides = _optional(spark, settings, "identity_overrides")
     pii = _optional(spark, settings, "pii_values")
 
     # 3. guardrails
-    blocked = blocked_nodes(nodes, pii, rules, overrides).persist(level)
+    blocked = blocked_nodes(nodes, pii, rules, overrides).localCheckpoint()
     shared = shared_nodes(edges, nodes, rules, blocked)
-    excluded = blocked.unionByName(shared).persist(level)
+    excluded = blocked.unionByName(shared).localCheckpoint()
 
     # 4. integer ids and arrays
     active = nodes.join(excluded.select("node_key"), "node_key", "left_anti")
@@ -157,7 +159,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     indexed = (active.withColumn("_scope", F.coalesce("scope", F.lit("")))
                .join(F.broadcast(type_index), ["id_type", "_scope"])
                .withColumn("node_idx", F.row_number().over(Window.orderBy("node_key")) - 1)
-               .select("node_key", "node_idx", "type_idx", "anchor_at").persist(level))
+               .select("node_key", "node_idx", "type_idx", "anchor_at").localCheckpoint())
     node_pd = indexed.select("node_idx", "type_idx", "node_key", "anchor_at").toPandas().sort_values("node_idx")
     node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
 
@@ -237,7 +239,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                                F.lit(0).cast("long").alias("record_count"), "status")
                        .withColumn("run_date", F.lit(run_date)))
         out_edges = out_edges.unionByName(forced_rows)
-    out_edges = out_edges.persist(level)
+    out_edges = out_edges.localCheckpoint()
 
     # identity_rejections rows
     node_rej = excluded.select(F.lit("node").alias("kind"), "node_key", F.lit(None).cast("string").alias("other_node_key"),

@@ -1,0 +1,203 @@
+"""The identity stage end to end on tiny silver tables (real Spark + Delta): edges and evidence, guardrails,
+stable ids across runs, merge/split history and redirects, overrides, explain, record-map export, contracts.
+
+One story over three run dates in one lake keeps the JVM work small:
+  day 1: persons A and B from several sources, a junk phone, a store phone, a family phone, a card with four
+         phones (limit 3), an anonymous walk-in.
+  day 2: a JD buyer is bound to B's card -> the buyer's profile merges into B (redirect); re-running day 2 and a
+         full rebuild change nothing.
+  day 3: steward overrides: never-link A's card and A's openid (split), always-link a card and a lone phone
+         (merge), block B's Tmall buyer.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+
+from identity_silver import h, write_silver
+
+D1, D2, D3 = dt.date(2026, 11, 1), dt.date(2026, 11, 2), dt.date(2026, 11, 3)
+
+
+def t(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour))
+
+
+M1, M2 = "13911110001", "13911110002"
+JUNK, STORE, FAMILY = "13800000000", "13922220000", "13933330000"
+M9 = ["13911119001", "13911119002", "13911119003", "13911119004"]
+
+
+def pos(order, card=None, mobile=None, at=None, line=1):
+    return {"order_id": order, "line_no": line, "store_id": "S1", "paid_at": at, "member_card_no": card,
+            "mobile": mobile, "sku_id": "K1", "quantity": 1, "unit_price": 10, "amount": 10, "is_return": False}
+
+
+DAY1 = {
+    "silver_crm_members": [
+        {"member_card_no": "C001", "mobile": M1, "registered_at": t(D1, 1)},
+        {"member_card_no": "C002", "mobile": M2, "registered_at": t(D1, 2)},
+        {"member_card_no": "C007", "mobile": FAMILY, "registered_at": t(D1, 3)},
+        {"member_card_no": "C008", "mobile": FAMILY, "registered_at": t(D1, 4)},
+    ],
+    "silver_pos_lines": [
+        pos("O1", "C001", M1, t(D1, 5), 1), pos("O1", "C001", M1, t(D1, 5), 2),
+        pos("O2", "C003", JUNK, t(D1, 6)), pos("O3", None, JUNK, t(D1, 6)),
+        pos("O4", "C004", STORE, t(D1, 7)), pos("O5", "C005", STORE, t(D1, 7)), pos("O6", "C006", STORE, t(D1, 7)),
+        pos("O7", None, None, t(D1, 8)),
+        # four phones on one card, seen one hour apart: the fourth (latest) link breaks the limit of 3
+        *[pos(f"O9{i}", "C009", m, t(D1, 9 + i)) for i, m in enumerate(M9)],
+    ],
+    "silver_miniprogram_events": [
+        {"event_id": "E1", "event_type": "login", "event_at": t(D1, 10), "appid": "wxapp", "openid": "oA", "unionid": "uA"},
+        {"event_id": "E2", "event_type": "bind_mobile", "event_at": t(D1, 11), "appid": "wxapp", "openid": "oA", "mobile": M1},
+    ],
+    "silver_wecom_contacts": [
+        {"external_userid": "wmB", "guide_userid": "g1", "unionid": "uB", "remark_mobiles": [M2], "added_at": t(D1, 12)},
+    ],
+    "silver_ecommerce_lines": [
+        {"platform": "tmall", "order_id": "T1", "buyer_id": "b1", "member_card_no": "C002", "paid_at": t(D1, 13),
+         "sku_id": "K1", "amount": 5},
+        {"platform": "jd", "order_id": "J1", "buyer_id": "b2", "paid_at": t(D1, 14), "sku_id": "K1", "amount": 5},
+    ],
+}
+DAY2 = {"silver_ecommerce_lines": [
+    {"platform": "jd", "order_id": "J2", "buyer_id": "b2", "member_card_no": "C002", "paid_at": t(D2, 9),
+     "sku_id": "K1", "amount": 5}]}
+
+
+def card(c):
+    return f"member_card:main:{c}"
+
+
+def mob(m):
+    return f"mobile:{h('mobile', m)}"
+
+
+def profiles(spark, settings):
+    """{frozenset(node_keys): one_id} of the active nodes."""
+    from cdp.lake import read_table
+
+    groups: dict[str, set] = {}
+    for r in read_table(spark, settings, "identity_nodes").where("status = 'active'").collect():
+        groups.setdefault(r.one_id, set()).add(r.node_key)
+    return {frozenset(v): k for k, v in groups.items()}
+
+
+def record_map(spark, settings):
+    from cdp.lake import read_table
+
+    return {(r.source, r.source_record_id): r.one_id for r in read_table(spark, settings, "identity_record_map").collect()}
+
+
+@pytest.mark.spark
+def test_identity_stage_story(spark, settings, tmp_path, capsys):
+    from cdp.cli import main as cdp_main
+    from cdp.lake import read_table
+    from cdp.resolve_identity import rebuild, run
+
+    A = {card("C001"), mob(M1), f"openid:wxapp:{h('openid', 'oA')}", f"unionid:{h('unionid', 'uA')}"}
+    B = {card("C002"), mob(M2), "external_userid:wmB", f"unionid:{h('unionid', 'uB')}", "buyer_id:tmall:b1"}
+    lone = [{card(c)} for c in ("C003", "C004", "C005", "C006", "C007", "C008")]
+    C9 = {card("C009"), *(mob(m) for m in M9[:3])}
+    expected_day1 = [A, B, *lone, C9, {mob(M9[3])}, {"buyer_id:jd:b2"}]
+
+    # ---- day 1 ----------------------------------------------------------------------------------------------
+    write_silver(spark, settings, D1, DAY1)
+    s1 = run(spark, settings, D1)
+    p1 = profiles(spark, settings)
+    assert sorted(map(sorted, p1)) == sorted(map(sorted, expected_day1))
+    # ids derive from the anchor (earliest first seen): A's anchor is its CRM card (registered 01:00)
+    import hashlib
+    assert p1[frozenset(A)] == "OID" + hashlib.sha256(card("C001").encode()).hexdigest()[:16]
+
+    nodes = {r.node_key: r for r in read_table(spark, settings, "identity_nodes").collect()}
+    assert (nodes[mob(JUNK)].status, nodes[mob(STORE)].status, nodes[mob(FAMILY)].status) == ("blocked", "shared", "shared")
+    assert nodes[mob(JUNK)].one_id is None and nodes[mob(M1)].display == f"mobile:#{h('mobile', M1)[:8]}"
+    rej = {(r.kind, r.node_key, r.reason): r.detail for r in read_table(spark, settings, "identity_rejections").collect()}
+    assert rej[("node", mob(STORE), "shared")] == "linked to 3 distinct member_card (main) identifiers (shared_threshold 1)"
+    assert rej[("node", mob(FAMILY), "shared")] == "linked to 2 distinct member_card (main) identifiers (shared_threshold 1)"
+    assert rej[("node", mob(JUNK), "blocklist")] == "mobile blocklist pattern #2 of conf/identity.yaml"
+    limit = [k for k in rej if k[0] == "edge"]
+    assert limit == [("edge", min(card("C009"), mob(M9[3])), "limit")]
+
+    # evidence of the POS card-mobile edge of person A: two lines of one order count as one record
+    ev = {(r.src_key, r.dst_key, r.rule): r for r in read_table(spark, settings, "identity_edges").collect()}
+    e = ev[(min(card("C001"), mob(M1)), max(card("C001"), mob(M1)), "pos_card_mobile")]
+    assert (e.source, e.rank, e.sample_record_id, e.record_count, e.first_seen_at, e.status) == \
+        ("pos", 40, "O1", 1, t(D1, 5), "kept")
+    assert ev[(min(card("C009"), mob(M9[3])), max(card("C009"), mob(M9[3])), "pos_card_mobile")].status == "dropped_limit"
+
+    rm = record_map(spark, settings)
+    a_id, b_id = p1[frozenset(A)], p1[frozenset(B)]
+    c9_id, m94_id, b2_id = p1[frozenset(C9)], p1[frozenset({mob(M9[3])})], p1[frozenset({"buyer_id:jd:b2"})]
+    assert rm[("pos", "O1")] == a_id and rm[("miniprogram", "E2")] == a_id and rm[("wecom", "wmB")] == b_id
+    assert rm[("pos", "O3")] is None and rm[("pos", "O7")] is None       # junk phone only / anonymous
+    assert rm[("pos", "O93")] == c9_id                                     # card outranks the phone over the limit
+    assert rm[("ecommerce", "tmall:T1")] == b_id and rm[("ecommerce", "jd:J1")] == b2_id
+    assert rm[("crm", "C007")] == p1[frozenset({card("C007")})]
+    assert (s1["records"], s1["records_without_one_id"], s1["nodes_blocked"], s1["nodes_shared"]) == (20, 2, 1, 2)
+    silver = {(r.order_id, r.line_no): r.one_id for r in read_table(spark, settings, "silver_pos_lines").collect()}
+    assert silver[("O1", 1)] == silver[("O1", 2)] == a_id and silver[("O7", 1)] is None
+    history1 = read_table(spark, settings, "identity_history").collect()
+    assert sorted(r.event_type for r in history1) == ["create"] * len(expected_day1)
+
+    # ---- day 2: merge, redirect; re-run and rebuild change nothing ------------------------------------------
+    write_silver(spark, settings, D2, DAY2)
+    run(spark, settings, D2)
+    p2 = profiles(spark, settings)
+    assert p2[frozenset(B | {"buyer_id:jd:b2"})] == b_id                   # B's anchor is older: B's id survives
+    red = {r.old_one_id: r.current_one_id for r in read_table(spark, settings, "identity_redirects").collect()}
+    assert red == {b2_id: b_id}
+    merges = [r for r in read_table(spark, settings, "identity_history").collect() if r.event_type == "merge"]
+    assert [(r.one_id, r.related_one_id, r.event_at) for r in merges] == [(b2_id, b_id, t(D2, 0))]
+    assert record_map(spark, settings)[("ecommerce", "jd:J1")] == b_id
+    history_before = read_table(spark, settings, "identity_history").count()
+    again = run(spark, settings, D2)
+    assert profiles(spark, settings) == p2 and again["events"] == {}
+    assert read_table(spark, settings, "identity_history").count() == history_before
+    report = rebuild(spark, settings, D2, dry_run=True)
+    assert (report["profiles_merged"], report["profiles_split"], report["nodes_id_changed"]) == (0, 0, 0)
+
+    assert cdp_main(["identity", "current-id", "--lake", settings.lake_dir, b2_id]) == 0
+    assert capsys.readouterr().out.strip() == f"{b2_id}\t{b_id}"
+
+    # ---- day 3: steward overrides ---------------------------------------------------------------------------
+    lake = ["--lake", settings.lake_dir]
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "never_link", "--card", "main:C001",
+                     "--openid", "wxapp:oA", "--reason", "two people", "--by", "steward1"]) == 0
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "always_link", "--card", "main:C004",
+                     "--mobile", M9[3], "--reason", "confirmed at the counter"]) == 0
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--node-key", "buyer_id:tmall:b1",
+                     "--reason", "shared shop account"]) == 0
+    capsys.readouterr()
+    run(spark, settings, D3)
+    p3 = profiles(spark, settings)
+    o_a, u_a = f"openid:wxapp:{h('openid', 'oA')}", f"unionid:{h('unionid', 'uA')}"
+    assert p3[frozenset({card("C001"), mob(M1)})] == a_id                  # the anchor's side keeps the id
+    new_a = p3[frozenset({o_a, u_a})]
+    assert new_a != a_id
+    assert p3[frozenset({card("C004"), mob(M9[3])})] == p1[frozenset({card("C004")})]
+    assert p3[frozenset((B - {"buyer_id:tmall:b1"}) | {"buyer_id:jd:b2"})] == b_id
+    events3 = {(r.one_id, r.event_type, r.related_one_id) for r in read_table(spark, settings, "identity_history")
+               .where(f"run_date = '{D3}'").collect()}
+    assert events3 == {(new_a, "split", a_id), (m94_id, "merge", p1[frozenset({card("C004")})])}
+    assert record_map(spark, settings)[("miniprogram", "E2")] == new_a    # openid outranks the phone
+    cut = [r for r in read_table(spark, settings, "identity_rejections").collect() if r.reason == "never_link"]
+    assert [(r.node_key, r.other_node_key) for r in cut] == [tuple(sorted((mob(M1), o_a)))]
+
+    # ---- explain and export ---------------------------------------------------------------------------------
+    assert cdp_main(["identity", "explain", *lake, "--card", "main:C001", "--openid", "wxapp:oA"]) == 0
+    out = capsys.readouterr().out
+    assert f"One-ID {a_id}: 2 identifiers" in out and f"One-ID {new_a}: 2 identifiers" in out
+    assert "NOT one profile" in out and "dropped_never_link" in out and "never_link: link mp_bind_mobile cut" in out
+    assert M1 not in out and M1 not in out.replace("-", "")  # never a raw phone
+    assert cdp_main(["identity", "explain", *lake, "--mobile", STORE]) == 0
+    assert "identifier is shared" in capsys.readouterr().out
+    out_csv = tmp_path / "rm.csv"
+    assert cdp_main(["export", "record-map", *lake, "--out", str(out_csv)]) == 0
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0] == ["source", "source_record_id", "one_id"] and len(rows) == 1 + 21
+    assert ["pos", "O1", a_id] in rows and ["pos", "O7", ""] in rows
