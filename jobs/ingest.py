@@ -26,6 +26,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -124,16 +125,13 @@ def keep_first_added_at(df: DataFrame, plan: SilverPlan) -> DataFrame:
 
 def pii_rows(typed: DataFrame, key: bytes, first_seen_at: dt.datetime) -> DataFrame:
     """`pii_values` rows (kind, value_hash, value, first_seen_at) from the `_pii` arrays of accepted rows."""
-    from functools import reduce
-
     from pyspark.sql import functions as F
 
-    entries = typed.select(F.explode("_pii").alias("e")).select("e.kind", "e.value").distinct()
-    per_kind = [entries.where(F.col("kind") == kind)
-                .select(F.lit(kind).alias("kind"), hash_col(F.col("value"), kind, key).alias("value_hash"),
-                        F.col("value"), F.lit(first_seen_at).alias("first_seen_at"))
-                for kind in PII_KINDS]
-    return reduce(lambda a, b: a.unionByName(b), per_kind)
+    entries = typed.select(F.explode("_pii").alias("e")).select("e.kind", "e.value")
+    value_hash = F.when(F.col("kind") == PII_KINDS[0], hash_col(F.col("value"), PII_KINDS[0], key))
+    for kind in PII_KINDS[1:]:
+        value_hash = value_hash.when(F.col("kind") == kind, hash_col(F.col("value"), kind, key))
+    return entries.select("kind", value_hash.alias("value_hash"), "value", F.lit(first_seen_at).alias("first_seen_at"))
 
 
 def _stage_dir(settings: Settings, run_id: str) -> Path:
@@ -160,10 +158,12 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
             earlier = known.get((source, content_hash)) or seen.get(content_hash)
             if earlier:
                 report.skipped.append({"file": relative, "same_content_as": earlier})
-                log.info("%s: skip %s, same content as %s (already ingested)", source, relative, earlier)
+                log.debug("%s: skip %s, same content as %s (already ingested)", source, relative, earlier)
                 continue
             seen[content_hash] = relative
             new.append(readers.LandedFile(source, path, day, content_hash, size, relative))
+    if report.skipped:
+        log.info("%s: %d file(s) skipped, their content was already ingested", source, len(report.skipped))
     if not new:
         return report
 
@@ -195,7 +195,8 @@ class _RunContext:
     key: bytes
     stage_dir: Path
     rejected: list[readers.FileRejection] = field(default_factory=list)
-    pii_parts: list[str] = field(default_factory=list)
+    pii_parts: list[DataFrame] = field(default_factory=list)
+    cached: list[DataFrame] = field(default_factory=list)
 
 
 def _ingest_rows(spark: SparkSession, settings: Settings, source: str, staged: list[readers.StagedFile],
@@ -242,11 +243,10 @@ def _ingest_rows(spark: SparkSession, settings: Settings, source: str, staged: l
         with _step(source, "silver merge"):
             _write_silver(spark, settings, source, accepted)
         if source not in REFERENCE:
-            part = str(run_ctx.stage_dir / "_pii" / source)
-            with _step(source, "stage pii values"):
-                pii_rows(accepted, run_ctx.key, run_ctx.ingested_at).write.mode("overwrite").parquet(part)
-            run_ctx.pii_parts.append(part)
-        flagged.unpersist()
+            run_ctx.pii_parts.append(pii_rows(accepted, run_ctx.key, run_ctx.ingested_at))
+            run_ctx.cached.append(flagged)  # read again by the pii_values merge at the end of the run
+        else:
+            flagged.unpersist()
     finally:
         typed.unpersist()
 
@@ -296,7 +296,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
                         "quarantine_files", keys=["source", "content_hash"])
         if ctx.pii_parts:
             with _step("all", "pii_values merge"):
-                pii = spark.read.parquet(*ctx.pii_parts).dropDuplicates(["kind", "value_hash"])
+                pii = reduce(lambda a, b: a.unionByName(b), ctx.pii_parts).dropDuplicates(["kind", "value_hash"])
                 merge_table(spark, pii, settings, "pii_values", keys=["kind", "value_hash"], update=False)
         files = [f for r in reports.values() for f in r.files]
         if files:
@@ -304,6 +304,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
                 merge_table(spark, ledger_mod.ledger_frame(spark, files, run_id, ingested_at), settings,
                             "ingest_file_ledger", keys=["source", "content_hash"])
     finally:
+        for df in ctx.cached:
+            df.unpersist()
         shutil.rmtree(ctx.stage_dir, ignore_errors=True)
     summary_rows = [(run_id, run_date, source, r.totals()["files"], r.totals()["rows_landed"],
                      r.totals()["rows_accepted"], r.totals()["rows_quarantined"], r.totals()["is_balanced"])
