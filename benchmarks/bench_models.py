@@ -64,6 +64,21 @@ def synthetic_facts(spark, customers: int, seed: int = 11):
         .where(F.col("paid_date") < F.lit(RUN_DATE)))
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its children (the JVM): on a shared, busy machine wall time overstates
+    the cost, CPU time does not."""
+    import psutil
+
+    proc = psutil.Process()
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 def bench(spark, settings, customers: int) -> list[Measurement]:
     from cdp import score_models
     from cdp.lake import overwrite_table, read_table
@@ -73,29 +88,35 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
 
     label = f"{customers // 1000}k" if customers < 1_000_000 else f"{customers // 1_000_000}M"
     results = []
+    cpu = _cpu_s()
     with measure(f"{label}: write synthetic gold_order_facts") as m:
         overwrite_table(synthetic_facts(spark, customers), settings, "gold_order_facts")
+    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
     m.rows = read_table(spark, settings, "gold_order_facts").count()
     results.append(m)
     with measure(f"{label}: compaction in Spark -> driver (customer-days)") as m:
         compact, profiles, version = load_inputs(spark, settings, RUN_DATE)
+    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
     m.rows = len(compact.days)
     m.extra["driver_frame_mb"] = float(compact.days.memory_usage(deep=True).sum() / 2**20)
     results.append(m)
     with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
         features = build_features(compact, RUN_DATE)
+    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
     m.rows = len(features)
     m.extra["columns"] = features.shape[1]
     results.append(m)
     cfg = load_models_config(settings)
     with measure(f"{label}: train churn (4 as-of dates, calibrated, registered)") as m:
         trained = train_task(spark, settings, RUN_DATE, "churn", compact, profiles, version, cfg)
+    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
     m.rows = trained["metrics"]["train_rows"] + trained["metrics"]["calibration_rows"]
     m.extra["calibration_auc"] = trained["metrics"]["calibration_roc_auc"]
     results.append(m)
     del compact, features
     with measure(f"{label}: daily scoring job (trains repurchase on the fly) -> gold_model_scores") as m:
         summary = score_models.run(spark, settings, RUN_DATE)
+    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
     m.rows = summary["customers"]
     results.append(m)
     return results
