@@ -181,7 +181,7 @@ def write_section(text: str) -> None:
     if HEADING in doc:
         head, rest = doc.split(HEADING, 1)
         nxt = rest.find("\n## ")
-        doc = head + text + (rest[nxt + 1:] if nxt >= 0 else "")
+        doc = head + text.rstrip("\n") + "\n" + (rest[nxt:] if nxt >= 0 else "")
     else:
         doc = doc.rstrip("\n") + "\n\n" + text
     DOC.write_text(doc if doc.endswith("\n") else doc + "\n")
