@@ -7,7 +7,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pandas as pd
-import pytest
 
 RUN_DATE = dt.date(2025, 1, 1)
 FACTS_SCHEMA = ("one_id string, channel string, platform string, brand_id string, store_id string, order_id string, "
