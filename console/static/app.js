@@ -499,9 +499,9 @@ function identityGraph(g) {
   let width = 560, height;
   if (g.source === "identity") {
     height = Math.min(460, 120 + g.nodes.length * 22);
-    const cx = width / 2, cy = height / 2, r = Math.min(cx, cy) - 40;
+    const cx = width / 2, cy = height / 2, rx = cx - 190, ry = cy - 30;  // room for labels on both sides
     g.nodes.forEach((n, i) => { const a = 2 * Math.PI * i / g.nodes.length - Math.PI / 2;
-      pos[n.id] = [cx + r * Math.cos(a), cy + r * Math.sin(a)]; });
+      pos[n.id] = [cx + rx * Math.cos(a), cy + ry * Math.sin(a)]; });
   } else {
     const records = g.nodes.filter((n) => n.kind === "record"), ids = g.nodes.filter((n) => n.kind !== "record");
     const rowH = 30; height = Math.max(records.length, ids.length) * rowH + 20;
@@ -516,10 +516,11 @@ function identityGraph(g) {
   }
   for (const n of g.nodes) {
     const [x, y] = pos[n.id];
-    const left = g.source === "identity" ? x < width / 2 : n.kind === "record";
+    const left = g.source === "identity" ? x < width / 2 - 1 : n.kind === "record";
     el.append(svg("g", { "data-kind": n.kind },
       svg("circle", { cx: x, cy: y, r: 6, fill: n.member === false ? "#d1d5db" : (ID_COLOURS[n.kind] || "#6b7385") }),
-      svg("text", { x: left ? x - 10 : x + 10, y: y + 4, "font-size": 11.5, "text-anchor": left ? "end" : "start" }, n.label)));
+      svg("text", { x: left ? x - 10 : x + 10, y: y + 4, "font-size": 11.5, "text-anchor": left ? "end" : "start" },
+        n.label.length > 30 ? n.label.slice(0, 14) + "…" + n.label.slice(-14) : n.label, svg("title", {}, n.label))));
   }
   const legend = g.source === "identity" ? "线 = 连接规则 (悬停查看) · links by rule (hover); red dashed = dropped by a guardrail; grey dot = another profile"
                                          : "左: 来源记录 source records · 右: 其携带的标识 identifiers they carry";
