@@ -411,11 +411,9 @@ def run_segments(spark: SparkSession, settings: Settings, run_date: dt.date | No
     if names:
         quoted = ", ".join(f"'{s.name}'" for s in segments)
         where += f" AND segment IN ({quoted})"
-    if table_exists(spark, settings, "gold_segment_members") or not names:
-        overwrite_table(rows, settings, "gold_segment_members", partition_by=("run_date",),
-                        replace_where=where if table_exists(spark, settings, "gold_segment_members") else None)
-    else:
-        overwrite_table(rows, settings, "gold_segment_members", partition_by=("run_date",))
+    exists = table_exists(spark, settings, "gold_segment_members")
+    overwrite_table(rows, settings, "gold_segment_members", partition_by=("run_date",),
+                    replace_where=where if exists else None)
     written = read_table(spark, settings, "gold_segment_members").filter(F.col("run_date") == F.lit(run_date))
     counts = {r["segment"]: int(r["count"]) for r in written.groupBy("segment").count().collect()}
     sizes = {s.name: counts.get(s.name, 0) for s in segments}
