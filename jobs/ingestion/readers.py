@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -68,11 +68,6 @@ class StagedFile:
 class FileRejection:
     landed: LandedFile
     reason: str
-
-
-@dataclass
-class _Batch:
-    columns: dict[str, list] = field(default_factory=dict)
 
 
 def discover_files(landing_source_dir: str, pattern: str, source: str, up_to: str) -> list[tuple[str, str]]:
