@@ -73,3 +73,52 @@ def airflow_db():
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return AIRFLOW_HOME
+
+
+class World:
+    """A generated landing folder after one daily run through Airflow's own dag.test()."""
+
+    def __init__(self, landing: Path, lake: Path, run_date: str, dag_run, settings, log_file: Path):
+        self.landing, self.lake, self.run_date, self.dag_run, self.settings, self.log_file = (
+            landing, lake, run_date, dag_run, settings, log_file)
+
+    @property
+    def truth(self) -> Path:
+        return self.landing / "_truth"
+
+
+@pytest.fixture(scope="session")
+def daily_world(spark, airflow_db, tmp_path_factory):
+    """Generate a small noisy world, then run the `cdp_daily` DAG once with dag.test() (shared by e2e tests).
+
+    Every log record of the run (our loggers, Airflow's, Great Expectations') is also written to a file so the
+    privacy test can scan it for raw phone numbers.
+    """
+    import datetime as dt
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cdp.config import load_settings
+    from cdp.generator import generate
+
+    root = tmp_path_factory.mktemp("world")
+    landing, lake, log_file = root / "landing", root / "lake", root / "run.log"
+    generate(landing, customers=150, days=60, seed=11)
+    run_date = (landing / "_end_date").read_text().strip()
+
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root_logger = logging.getLogger()
+    root_logger.addHandler(handler)
+    previous_level = root_logger.level
+    root_logger.setLevel(logging.INFO)
+    try:
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags["cdp_daily"]
+        dag_run = dag.test(logical_date=dt.datetime.fromisoformat(run_date).replace(tzinfo=dt.timezone.utc),
+                           run_conf={"landing": str(landing), "lake": str(lake), "date": run_date})
+    finally:
+        root_logger.removeHandler(handler)
+        root_logger.setLevel(previous_level)
+        handler.close()
+    settings = load_settings("local", overrides={"landing_dir": str(landing), "lake_dir": str(lake)})
+    return World(landing, lake, run_date, dag_run, settings, log_file)
