@@ -7,7 +7,7 @@ DAYS      ?= 120
 SEED      ?= 7
 DEMO_DIR  ?= data/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench console clean
 
 $(BIN)/cdp: setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,10 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.harness --customers 100000
+
+console: setup
+	$(BIN)/cdp console --lake $(DEMO_DIR)/lake
 
 clean:
 	rm -rf $(VENV) .jars data .airflow .pytest_cache

@@ -64,23 +64,28 @@ def stage_names() -> tuple[str, ...]:
 
 def run_stage(stage_name: str, run_date: dt.date | str, profile: str | None = None,
               landing_dir: str | None = None, lake_dir: str | None = None) -> dict[str, Any]:
-    """Run one stage as its own entry point (an Airflow task, or `cdp run --stages NAME`).
-
-    Builds the settings and the SparkSession (reused if the process already has one), then calls the stage.
-    """
-    from cdp.config import load_settings
-    from cdp.spark import build_spark
-
+    """Run one stage as its own entry point (an Airflow task, or `cdp run --stages NAME`)."""
     stage = next((s for s in STAGES if s.name == stage_name), None)
     if stage is None:
         from cdp.errors import ConfigError
 
         raise ConfigError(f"unknown stage {stage_name!r}; stages are {stage_names()}")
+    return run_job(stage.module, run_date, profile, landing_dir, lake_dir)
+
+
+def run_job(module: str, run_date: dt.date | str, profile: str | None = None,
+            landing_dir: str | None = None, lake_dir: str | None = None) -> dict[str, Any]:
+    """Run the job module `module` (its `run(spark, settings, run_date)`) under the lake lock.
+
+    Builds the settings and the SparkSession (reused if the process already has one).
+    """
+    from cdp.config import load_settings
+    from cdp.locking import lake_lock
+    from cdp.spark import build_spark
+
     if isinstance(run_date, str):
         run_date = dt.date.fromisoformat(run_date[:10])
     settings = load_settings(profile, overrides={"landing_dir": landing_dir, "lake_dir": lake_dir})
     spark = build_spark(settings.spark)
-    from cdp.locking import lake_lock
-
     with lake_lock(settings.lake_dir):
-        return stage.load()(spark, settings, run_date) or {}
+        return importlib.import_module(module).run(spark, settings, run_date) or {}
