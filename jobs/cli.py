@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "cdp.tags.cli",
     "cdp.models.cli",
     "cdp.console.cli",
+    "cdp.erasure",
 )
 
 
