@@ -31,6 +31,7 @@ class Measurement:
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
     rows: int | None = None
+    cpu_s: float = 0.0  # user + system CPU seconds of the process tree (driver Python + JVM + subprocesses)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -40,34 +41,58 @@ class Measurement:
     def row(self) -> str:
         rps = f"{self.rows_per_s:,.0f}" if self.rows_per_s else "-"
         rows = f"{self.rows:,}" if self.rows else "-"
-        return f"| {self.name} | {self.wall_s:,.1f} | {rows} | {rps} | {self.peak_rss_mb:,.0f} |"
+        return f"| {self.name} | {self.wall_s:,.1f} | {self.cpu_s:,.1f} | {rows} | {rps} | {self.peak_rss_mb:,.0f} |"
 
 
-HEADER = "| step | wall s | rows | rows/s | peak RSS MB (driver + JVM) |\n|---|---:|---:|---:|---:|"
+HEADER = ("| step | wall s | CPU s | rows | rows/s | peak RSS MB (driver + JVM) |\n"
+          "|---|---:|---:|---:|---:|---:|")
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return [proc, *proc.children(recursive=True)]
+    return [proc]
 
 
 def _tree_rss(proc: psutil.Process) -> int:
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in _tree(proc):
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
 
 
+def _tree_cpu(proc: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process of the tree, by pid."""
+    cpu = {}
+    for p in _tree(proc):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            cpu[p.pid] = t.user + t.system
+    return cpu
+
+
 @contextlib.contextmanager
 def measure(name: str, rows: int | None = None) -> Iterator[Measurement]:
-    """Time a block and sample the peak RSS of this process tree while it runs."""
+    """Time a block; sample the peak RSS and the CPU seconds of this process tree (every 0.2 s) while it runs.
+
+    CPU of a child that ends between two samples is counted up to its last sample (< 0.2 s lost per child).
+    """
     result = Measurement(name, rows=rows)
     proc = psutil.Process(os.getpid())
     stop = threading.Event()
     peak = [_tree_rss(proc)]
+    baseline = _tree_cpu(proc)
+    latest = dict(baseline)
 
     def sample() -> None:
         while not stop.wait(0.2):
             peak[0] = max(peak[0], _tree_rss(proc))
+            latest.update(_tree_cpu(proc))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     try:
         yield result
@@ -75,7 +100,10 @@ def measure(name: str, rows: int | None = None) -> Iterator[Measurement]:
         result.wall_s = time.perf_counter() - start
         stop.set()
         thread.join()
+        latest.update(_tree_cpu(proc))
         result.peak_rss_mb = max(peak[0], _tree_rss(proc)) / 2**20
+        result.cpu_s = sum(cpu - baseline.get(pid, 0.0) for pid, cpu in latest.items())
+        result.extra.setdefault("load_avg_1m", [round(load_before, 1), round(os.getloadavg()[0], 1)])
 
 
 def machine() -> str:
@@ -93,34 +121,60 @@ def write_report(title: str, measurements: list[Measurement], out: Path | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Generate N customers, then time every pipeline stage separately (one Spark session)."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Generate N customers (unless the landing folder exists), then run every pipeline stage as its own process.
+
+    Each stage runs as `cdp run --stages NAME` in a fresh process, as an Airflow task would, so its wall time
+    includes the JVM start and its peak memory is that stage's alone; the full run's peak is the largest of them.
+    """
+    import subprocess
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--work", default="data/bench")
+    parser.add_argument("--work", default="data/bench", help="folder holding c<N>/landing and c<N>/lake")
+    parser.add_argument("--stages", help="comma-separated subset of stages (default: all)")
+    parser.add_argument("--driver-memory", default=None, help="spark.driver.memory for the stage processes")
     args = parser.parse_args(argv)
 
-    from cdp.config import load_settings
-    from cdp.generator import generate
-    from cdp.pipeline import STAGES
-    from cdp.spark import build_spark
+    from cdp.pipeline import stage_names
 
-    work = Path(args.work) / f"c{args.customers}_d{args.days}"
+    work = Path(args.work) / f"c{args.customers}"
     landing, lake = work / "landing", work / "lake"
     results = []
-    with measure("generate") as m:
-        generate(out=landing, customers=args.customers, days=args.days, seed=args.seed)
-    results.append(m)
-    run_date = dt.date.fromisoformat((landing / "_end_date").read_text().strip())
-    settings = load_settings(overrides={"landing_dir": str(landing), "lake_dir": str(lake)})
-    spark = build_spark(settings.spark)
-    for stage in STAGES:
-        with measure(stage.name) as m:
-            summary = stage.load()(spark, settings, run_date) or {}
-        m.rows = summary.get("rows_landed") or summary.get("rows")
+    if not (landing / "_end_date").exists():
+        from cdp.generator import generate
+
+        with measure("generate") as m:
+            generate(out=landing, customers=args.customers, days=args.days, seed=args.seed)
         results.append(m)
-    print(write_report(f"Pipeline stages {args.customers} customers", results))
+    run_date = (landing / "_end_date").read_text().strip()
+    env = dict(os.environ)
+    if args.driver_memory:  # read by cdp.config.load_settings on top of the profile's Spark conf
+        env["CDP_SPARK_CONF"] = f"spark.driver.memory={args.driver_memory}"
+    stages = args.stages.split(",") if args.stages else list(stage_names())
+    title = f"Pipeline stages {args.customers} customers"
+    for stage in stages:
+        cmd = [sys.executable, "-m", "cdp.cli", "run", "--stages", stage, "--landing", str(landing),
+               "--lake", str(lake), "--date", run_date]
+        log_path = OUT / f"pipeline_{args.customers}_{stage}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with measure(stage) as m, log_path.open("w") as log:
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        m.extra["exit_code"] = proc.returncode
+        if proc.returncode != 0:
+            results.append(m)
+            print(write_report(title, results))
+            print(f"stage {stage} failed with exit code {proc.returncode}; see {log_path}", file=sys.stderr)
+            return proc.returncode
+        summary = json.loads(proc.stdout).get(stage, {})
+        m.rows = summary.get("rows_landed") or summary.get("records") or summary.get("rows") \
+            or summary.get("profiles")
+        m.extra["summary"] = summary
+        results.append(m)
+        print(m.row(), flush=True)
+    print(write_report(title, results))
     return 0
 
 

@@ -95,6 +95,8 @@ def load_settings(profile: str | None = None, conf_dir: str | Path | None = None
     """Load the typed settings for `profile` (default: `$CDP_PROFILE` or `local`).
 
     `overrides` replaces top-level keys (for example `landing_dir`, `lake_dir` from the command line).
+    `CDP_SPARK_CONF` (`key=value,key=value`) adds to or replaces the profile's Spark conf for one process,
+    for example `CDP_SPARK_CONF=spark.driver.memory=12g` for a bigger local run.
     """
     conf = Path(conf_dir) if conf_dir else default_conf_dir()
     profile = profile or os.environ.get("CDP_PROFILE", "local")
@@ -109,6 +111,14 @@ def load_settings(profile: str | None = None, conf_dir: str | Path | None = None
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = str(value) if isinstance(value, Path) else value
+    spark_env = os.environ.get("CDP_SPARK_CONF", "").strip()
+    if spark_env:
+        pairs = [item.split("=", 1) for item in spark_env.split(",") if item.strip()]
+        if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+            raise ConfigError(f"CDP_SPARK_CONF={spark_env!r}: expected key=value pairs separated by commas")
+        spark_raw = dict(raw.get("spark") or {})
+        spark_raw["conf"] = {**(spark_raw.get("conf") or {}), **{k.strip(): v.strip() for k, v in pairs}}
+        raw["spark"] = spark_raw
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:

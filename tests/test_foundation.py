@@ -15,6 +15,16 @@ def test_settings_resolve_tables_under_the_lake(tmp_path):
         settings.table_path("no_such_table")
 
 
+def test_spark_conf_from_the_environment_overrides_the_profile(monkeypatch):
+    monkeypatch.setenv("CDP_SPARK_CONF", "spark.driver.memory=12g, spark.sql.shuffle.partitions=32")
+    conf = load_settings("local").spark.conf
+    assert conf["spark.driver.memory"] == "12g" and conf["spark.sql.shuffle.partitions"] == "32"
+    assert conf["spark.ui.enabled"] == "false"  # the rest of the profile stays
+    monkeypatch.setenv("CDP_SPARK_CONF", "spark.driver.memory")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_settings("local")
+
+
 def test_unknown_profile_names_the_known_ones():
     with pytest.raises(ConfigError, match="known profiles"):
         load_settings("nope")
