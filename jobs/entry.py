@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import logging
 import sys
@@ -59,13 +60,27 @@ def open_spark(settings: Settings):
     return build_spark(settings.spark)
 
 
-def job_main(run: Callable[..., dict[str, Any]], argv: Sequence[str] | None = None, description: str = "") -> int:
-    """`main(argv)` of a job module: parse common arguments, build the session, call `run`, print the summary."""
-    parser = argparse.ArgumentParser(description=description, parents=[common_parser()])
-    args = parser.parse_args(argv)
-    setup_logging()
+def run_job(run: Callable[..., dict[str, Any]], args: argparse.Namespace) -> int:
+    """Call a job's `run(spark, settings, run_date)` for parsed common arguments and print its summary as JSON."""
     settings = settings_from_args(args)
     spark = open_spark(settings)
     summary = run(spark, settings, run_date_from_args(args, settings))
     print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
     return 0
+
+
+def add_job_command(subparsers: Any, name: str, common: argparse.ArgumentParser, job: str,
+                    help: str) -> argparse.ArgumentParser:
+    """A CLI sub-command that runs the job module `job` (e.g. "cdp.build_tags", imported when the command runs)
+    as `job_main` would: `cdp tags build --date D` is `spark-submit jobs/build_tags.py --date D`."""
+    parser = subparsers.add_parser(name, parents=[common], help=help)
+    parser.set_defaults(func=lambda args: run_job(importlib.import_module(job).run, args))
+    return parser
+
+
+def job_main(run: Callable[..., dict[str, Any]], argv: Sequence[str] | None = None, description: str = "") -> int:
+    """`main(argv)` of a job module: parse common arguments, build the session, call `run`, print the summary."""
+    parser = argparse.ArgumentParser(description=description, parents=[common_parser()])
+    args = parser.parse_args(argv)
+    setup_logging()
+    return run_job(run, args)

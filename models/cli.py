@@ -5,23 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _train(args: argparse.Namespace) -> int:
-    from cdp.entry import open_spark, run_date_from_args, settings_from_args
-    from cdp.train_models import run
-
-    settings = settings_from_args(args)
-    print(json.dumps(run(open_spark(settings), settings, run_date_from_args(args, settings)), indent=2, default=str))
-    return 0
-
-
-def _score(args: argparse.Namespace) -> int:
-    from cdp.entry import open_spark, run_date_from_args, settings_from_args
-    from cdp.score_models import run
-
-    settings = settings_from_args(args)
-    print(json.dumps(run(open_spark(settings), settings, run_date_from_args(args, settings)), indent=2, default=str))
-    return 0
+from cdp.entry import add_job_command
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -68,10 +52,9 @@ def _lookalike(args: argparse.Namespace) -> int:
 def add_commands(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("models", help="train, score and evaluate the predictive models")
     sub = p.add_subparsers(dest="models_command", required=True)
-    t = sub.add_parser("train", parents=[common], help="train and register churn + repurchase (weekly)")
-    t.set_defaults(func=_train)
-    s = sub.add_parser("score", parents=[common], help="write gold_model_scores and gold_replenishment (daily)")
-    s.set_defaults(func=_score)
+    add_job_command(sub, "train", common, "cdp.train_models", help="train and register churn + repurchase (weekly)")
+    add_job_command(sub, "score", common, "cdp.score_models",
+                    help="write gold_model_scores and gold_replenishment (daily)")
     e = sub.add_parser("evaluate-uci", help="the UCI Online Retail evaluation against the baselines")
     e.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
                                              / "online_retail"))

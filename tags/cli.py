@@ -14,16 +14,7 @@ import json
 import time
 from typing import Any
 
-from cdp.entry import open_spark, run_date_from_args, settings_from_args
-
-
-def _tags_build(args: argparse.Namespace) -> int:
-    from cdp.build_tags import run
-
-    settings = settings_from_args(args)
-    spark = open_spark(settings)
-    print(json.dumps(run(spark, settings, run_date_from_args(args, settings)), indent=2, ensure_ascii=False))
-    return 0
+from cdp.entry import add_job_command, open_spark, settings_from_args
 
 
 def _tags_list(args: argparse.Namespace) -> int:
@@ -98,8 +89,8 @@ def _segment_export(args: argparse.Namespace) -> int:
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     tags = subparsers.add_parser("tags", help="declared tags: build, list")
     tag_sub = tags.add_subparsers(dest="tags_command", required=True)
-    p = tag_sub.add_parser("build", parents=[common], help="compute the base table and all tags for the run date")
-    p.set_defaults(func=_tags_build)
+    add_job_command(tag_sub, "build", common, "cdp.build_tags",
+                    help="compute the base table and all tags for the run date")
     p = tag_sub.add_parser("list", parents=[common], help="list (and validate) the tags declared in conf/tags")
     p.set_defaults(func=_tags_list)
 
