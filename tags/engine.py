@@ -32,7 +32,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -103,19 +103,26 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class All(Condition):
+class _Combination(Condition):
+    """`all:` / `any:` over a list of conditions; subclasses name the key, the word and the Spark operator."""
     items: tuple[Condition, ...]
+    key: ClassVar[str]
+    word: ClassVar[str]
+
+    @staticmethod
+    def combine(a: Column, b: Column) -> Column:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def column(self, run_date: dt.date) -> Column:
         from functools import reduce
 
-        return reduce(lambda a, b: a & b, (c.column(run_date) for c in self.items))
+        return reduce(self.combine, (c.column(run_date) for c in self.items))
 
     def to_yaml(self) -> Any:
-        return {"all": [c.to_yaml() for c in self.items]}
+        return {self.key: [c.to_yaml() for c in self.items]}
 
     def describe(self) -> str:
-        return "(" + " AND ".join(c.describe() for c in self.items) + ")"
+        return "(" + f" {self.word} ".join(c.describe() for c in self.items) + ")"
 
     def walk(self) -> Iterable[Condition]:
         yield self
@@ -124,24 +131,23 @@ class All(Condition):
 
 
 @dataclass(frozen=True)
-class AnyOf(Condition):
-    items: tuple[Condition, ...]
+class All(_Combination):
+    key = "all"
+    word = "AND"
 
-    def column(self, run_date: dt.date) -> Column:
-        from functools import reduce
+    @staticmethod
+    def combine(a: Column, b: Column) -> Column:
+        return a & b
 
-        return reduce(lambda a, b: a | b, (c.column(run_date) for c in self.items))
 
-    def to_yaml(self) -> Any:
-        return {"any": [c.to_yaml() for c in self.items]}
+@dataclass(frozen=True)
+class AnyOf(_Combination):
+    key = "any"
+    word = "OR"
 
-    def describe(self) -> str:
-        return "(" + " OR ".join(c.describe() for c in self.items) + ")"
-
-    def walk(self) -> Iterable[Condition]:
-        yield self
-        for c in self.items:
-            yield from c.walk()
+    @staticmethod
+    def combine(a: Column, b: Column) -> Column:
+        return a | b
 
 
 @dataclass(frozen=True)
@@ -342,34 +348,46 @@ class MembershipSpec(_Body):
     marketing_consent: bool | None = None
 
 
+class _SpecCondition(Condition):
+    """A leaf whose declared form is `{key: spec}` (membership, model, wecom_tag): one YAML form, one description."""
+    key: ClassVar[str]
+    spec: _Body
+
+    def to_yaml(self) -> Any:
+        return {self.key: self.spec.model_dump(exclude_none=True)}
+
+    def describe(self) -> str:
+        return f"{self.key} " + " ".join(f"{k}={v}" for k, v in self.spec.model_dump(exclude_none=True).items())
+
+
+def _exists_element(array_column: str, spec: _Body) -> Column:
+    """Some struct of `array_column` matches every field `spec` gives: a list is "any of", a yes/no compares
+    with unknown as false, text must be equal. A spec that gives nothing matches any element."""
+    from pyspark.sql import functions as F
+
+    given = spec.model_dump(exclude_none=True)
+
+    def predicate(element):
+        cond = F.lit(True)
+        for name, value in given.items():
+            if isinstance(value, bool):
+                cond = cond & (F.coalesce(element[name], F.lit(False)) == F.lit(value))
+            elif isinstance(value, list):
+                cond = cond & element[name].isin(value)
+            else:
+                cond = cond & (element[name] == F.lit(value))
+        return cond
+
+    return F.exists(F.coalesce(F.col(array_column), F.array()), predicate)
+
+
 @dataclass(frozen=True)
-class Membership(Condition):
+class Membership(_SpecCondition):
+    key = "membership"
     spec: MembershipSpec
 
     def column(self, run_date: dt.date) -> Column:
-        from pyspark.sql import functions as F
-
-        s = self.spec
-
-        def predicate(m):
-            cond = F.lit(True)
-            if s.brand_id is not None:
-                cond = cond & (m["brand_id"] == F.lit(s.brand_id))
-            if s.level is not None:
-                cond = cond & m["level"].isin(_as_list(s.level))
-            if s.is_paid_member is not None:
-                cond = cond & (F.coalesce(m["is_paid_member"], F.lit(False)) == F.lit(s.is_paid_member))
-            if s.marketing_consent is not None:
-                cond = cond & (F.coalesce(m["marketing_consent"], F.lit(False)) == F.lit(s.marketing_consent))
-            return cond
-
-        return F.exists(F.coalesce(F.col("memberships"), F.array()), predicate)
-
-    def to_yaml(self) -> Any:
-        return {"membership": self.spec.model_dump(exclude_none=True)}
-
-    def describe(self) -> str:
-        return "membership " + " ".join(f"{k}={v}" for k, v in self.spec.model_dump(exclude_none=True).items())
+        return _exists_element("memberships", self.spec)
 
 
 @dataclass(frozen=True)
@@ -402,7 +420,8 @@ class ModelSpec(_Body):
 
 
 @dataclass(frozen=True)
-class Model(Condition):
+class Model(_SpecCondition):
+    key = "model"
     spec: ModelSpec
 
     def column(self, run_date: dt.date) -> Column:
@@ -418,12 +437,6 @@ class Model(Condition):
             cond = cond & (F.col("model_scores")[s.name] <= F.lit(s.max_score))
         return F.coalesce(cond, F.lit(False))
 
-    def to_yaml(self) -> Any:
-        return {"model": self.spec.model_dump(exclude_none=True)}
-
-    def describe(self) -> str:
-        return "model " + " ".join(f"{k}={v}" for k, v in self.spec.model_dump(exclude_none=True).items())
-
 
 class WecomTagSpec(_Body):
     group_name: str | None = None
@@ -431,26 +444,12 @@ class WecomTagSpec(_Body):
 
 
 @dataclass(frozen=True)
-class WecomTag(Condition):
+class WecomTag(_SpecCondition):
+    key = "wecom_tag"
     spec: WecomTagSpec
 
     def column(self, run_date: dt.date) -> Column:
-        from pyspark.sql import functions as F
-
-        s = self.spec
-
-        def predicate(t):
-            cond = F.lit(True)
-            if s.group_name is not None:
-                cond = cond & (t["group_name"] == F.lit(s.group_name))
-            if s.tag_name is not None:
-                cond = cond & (t["tag_name"] == F.lit(s.tag_name))
-            return cond
-
-        return F.exists(F.coalesce(F.col("wecom_tags"), F.array()), predicate)
-
-    def to_yaml(self) -> Any:
-        return {"wecom_tag": self.spec.model_dump(exclude_none=True)}
+        return _exists_element("wecom_tags", self.spec)
 
     def describe(self) -> str:
         return f"WeCom tag {self.spec.group_name or '*'}/{self.spec.tag_name or '*'}"
@@ -512,6 +511,20 @@ class ParseContext:
 
     def fail(self, where: str, message: str) -> None:
         self.problems.append((where, message))
+
+    def check_name(self, name: Any, what: str, where: str) -> bool:
+        """Report at `where` when `name` is not a valid tag/segment name; True when it is."""
+        problem = check_name(name, what)
+        if problem:
+            self.fail(where, problem)
+        return problem is None
+
+    def check_keys(self, raw: dict[Any, Any], allowed: tuple[str, ...], prefix: str = "") -> list[Any]:
+        """Report every key of `raw` that is not in `allowed` (with the closest allowed key); return them."""
+        bad = [key for key in raw if key not in allowed]
+        for key in bad:
+            self.fail(f"{prefix}{key}", f"unknown key {key!r}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+        return bad
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -759,12 +772,8 @@ def parse_tag(raw: Any, source: str, index: int) -> TagDef:
     if not isinstance(raw, dict):
         raise DefinitionError(source, subject, [("", f"a tag is a mapping with name and one of when/value/wecom/"
                                                       f"manual, got {raw!r}. Fix: {_TAG_FIX}")])
-    problem = check_name(raw.get("name"), "tag")
-    if problem:
-        ctx.fail("name", problem)
-    for key in raw:
-        if key not in _TAG_KEYS:
-            ctx.fail(str(key), f"unknown key {key!r}{_suggest(key, _TAG_KEYS)}; allowed: {', '.join(_TAG_KEYS)}")
+    ctx.check_name(raw.get("name"), "tag", "name")
+    ctx.check_keys(raw, _TAG_KEYS)
     kinds = [k for k in ("when", "value", "wecom", "manual") if k in raw]
     if len(kinds) != 1:
         ctx.fail("", f"found {kinds or 'none'} of when/value/wecom/manual. Fix: {_TAG_FIX}")
@@ -993,6 +1002,13 @@ def tag_changes(previous: DataFrame, current: DataFrame, run_date: dt.date) -> D
                     F.lit(run_date).alias("changed_date")))
 
 
+def _union_all(parts: list[DataFrame]) -> DataFrame | None:
+    """The rows of every part (same columns by name), or None when there are no parts."""
+    from functools import reduce
+
+    return reduce(lambda a, b: a.unionByName(b), parts) if parts else None
+
+
 def manual_list_tags(lists: list[tuple[TagDef, DataFrame]], memberships: DataFrame) -> DataFrame | None:
     """(one_id, tag) rows of manual tags. Each list is a DataFrame with one column `id` of the tag's id_type;
     member cards map to one_ids through `memberships` (one_id, member_card_no)."""
@@ -1007,12 +1023,7 @@ def manual_list_tags(lists: list[tuple[TagDef, DataFrame]], memberships: DataFra
         else:
             part = ids.join(memberships, ids["id"] == memberships["member_card_no"]).select("one_id")
         parts.append(part.distinct().withColumn("tag", F.lit(tag.name)))
-    if not parts:
-        return None
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
-    return result
+    return _union_all(parts)
 
 
 @dataclass(frozen=True)
@@ -1048,9 +1059,4 @@ def campaign_feedback_tags(campaigns: list[CampaignFeedback], members: DataFrame
             (F.col("redeem_date") >= F.col("run_date"))
             & (F.col("redeem_date") <= F.date_add(F.col("run_date"), c.days)))
         parts.append(hit.select("one_id").distinct().withColumn("tag", F.lit(c.feedback_tag)))
-    if not parts:
-        return None
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
-    return result
+    return _union_all(parts)

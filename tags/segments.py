@@ -43,7 +43,6 @@ from cdp.tags.engine import (
     DefinitionError,
     TagCatalog,
     _suggest,
-    check_name,
     collect_problems,
     load_tag_catalog,
     ParseContext,
@@ -106,12 +105,8 @@ def parse_segment(raw: Any, source: str = "<inline>", known_tags: set[str] | Non
         raise DefinitionError(source, subject, [("", f"a segment is a mapping with name and where, got {raw!r}. "
                                                      "Fix: `name: my_segment` and `where: {...}`")])
     ctx = ParseContext(known_tags=known_tags)
-    problem = check_name(raw.get("name"), "segment")
-    if problem:
-        ctx.fail("name", problem)
-    for key in raw:
-        if key not in SEGMENT_KEYS:
-            ctx.fail(str(key), f"unknown key {key!r}{_suggest(key, SEGMENT_KEYS)}; allowed: {', '.join(SEGMENT_KEYS)}")
+    ctx.check_name(raw.get("name"), "segment", "name")
+    ctx.check_keys(raw, SEGMENT_KEYS)
     for key in ("label", "description", "brand_id"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             ctx.fail(key, f"expected text, got {raw[key]!r}. Fix: quote it")
@@ -133,12 +128,8 @@ def _parse_campaign(raw: Any, segment: Any, ctx: ParseContext) -> CampaignFeedba
     if not isinstance(raw, dict):
         ctx.fail("campaign", f"expected a mapping, got {raw!r}. {fix}")
         return None
-    bad = [k for k in raw if k not in CAMPAIGN_KEYS]
-    for k in bad:
-        ctx.fail(f"campaign.{k}", f"unknown key {k!r}{_suggest(k, CAMPAIGN_KEYS)}; allowed: {', '.join(CAMPAIGN_KEYS)}")
-    problem = check_name(raw.get("feedback_tag"), "feedback_tag")
-    if problem:
-        ctx.fail("campaign.feedback_tag", problem)
+    bad = ctx.check_keys(raw, CAMPAIGN_KEYS, prefix="campaign.")
+    name_ok = ctx.check_name(raw.get("feedback_tag"), "feedback_tag", "campaign.feedback_tag")
     days = raw.get("days", 30)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366:
         ctx.fail("campaign.days", f"expected whole days between 1 and 366, got {days!r}. {fix}")
@@ -148,7 +139,7 @@ def _parse_campaign(raw: Any, segment: Any, ctx: ParseContext) -> CampaignFeedba
     coupon = raw.get("coupon_id")
     if coupon is not None and not isinstance(coupon, str):
         ctx.fail("campaign.coupon_id", f"expected text, got {coupon!r}. Fix: quote it")
-    if bad or problem or ctx.problems:
+    if bad or not name_ok or ctx.problems:
         return None
     return CampaignFeedback(segment=str(segment), feedback_tag=raw["feedback_tag"], coupon_id=coupon,
                             start_date=start, days=days)
