@@ -257,29 +257,31 @@ def type_crm(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: str
     return _provenance(df, F.col("member_card_no"), default_brand_id, F.col("brand_id"))
 
 
-def type_catalog(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: str,
-                 named: tuple[str, ...]) -> DataFrame:
+def _type_reference(bronze: DataFrame, named: tuple[str, ...], default_brand_id: str,
+                    columns: Callable[[dict[str, Column]], dict[str, Column]]) -> DataFrame:
+    """Catalog and stores: the typed `columns` (built from the cleaned fields), no personal data, and `brand_id`
+    defaulted; no `source_record_id` / `one_id` (they are not customer records)."""
     F = _F()
     c = {name: clean(F.col(name)) for name in named}
     df = (bronze.withColumn("_raw_record", csv_raw_record(named))
           .withColumn("_parse_error", F.col("parse_error"))
-          .withColumn("sku_id", c["sku_id"]).withColumn("sku_name", strip_controls(c["sku_name"]))
-          .withColumn("category", c["category"]).withColumn("brand", c["brand"])
-          .withColumn("list_price", to_decimal(c["list_price"]))
+          .withColumns(columns(c))
           .withColumn("_pii", pii_array(F.lit(None)).cast("array<struct<kind:string,value:string>>")))
     return df.withColumn("brand_id", F.coalesce(clean(F.col("brand_id")), F.lit(default_brand_id)))
+
+
+def type_catalog(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: str,
+                 named: tuple[str, ...]) -> DataFrame:
+    return _type_reference(bronze, named, default_brand_id, lambda c: {
+        "sku_id": c["sku_id"], "sku_name": strip_controls(c["sku_name"]), "category": c["category"],
+        "brand": c["brand"], "list_price": to_decimal(c["list_price"])})
 
 
 def type_stores(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: str,
                 named: tuple[str, ...]) -> DataFrame:
-    F = _F()
-    c = {name: clean(F.col(name)) for name in named}
-    df = (bronze.withColumn("_raw_record", csv_raw_record(named))
-          .withColumn("_parse_error", F.col("parse_error"))
-          .withColumn("store_id", c["store_id"]).withColumn("store_name", strip_controls(c["store_name"]))
-          .withColumn("city", c["city"]).withColumn("region", c["region"])
-          .withColumn("_pii", pii_array(F.lit(None)).cast("array<struct<kind:string,value:string>>")))
-    return df.withColumn("brand_id", F.coalesce(clean(F.col("brand_id")), F.lit(default_brand_id)))
+    return _type_reference(bronze, named, default_brand_id, lambda c: {
+        "store_id": c["store_id"], "store_name": strip_controls(c["store_name"]), "city": c["city"],
+        "region": c["region"]})
 
 
 MINIPROGRAM_SCHEMA = ("struct<event_id:string, event_type:string, event_time:string, appid:string, openid:string, "
