@@ -1,21 +1,123 @@
 """Identity stage end to end (silver -> edges -> guardrails -> components -> stable ids written to Delta),
-with peak memory, and its quality against the generator's ground truth.
+per step with wall time, CPU seconds, peak memory and Spark job counts, and its quality against the
+generator's ground truth.
 
-    python -m benchmarks.bench_identity_stage --customers 100000 --days 120
+    python -m benchmarks.bench_identity_stage --customers 100000 --work /tmp/bench
+    python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality
 
-Steps: generate the landing folder (skipped when it exists), ingest it (not timed here: the ingestion has its
-own benchmark), then time `cdp.resolve_identity.run` for the end date, and score the record map against
-`_truth/records.csv` (pairwise precision/recall with group counts, recall of what the links allow).
-The table goes to benchmarks/out/ and is meant for docs/benchmarks.md under "Identity stage".
+Steps: generate the landing folder into `<work>/c<customers>/landing` (skipped when `_end_date` exists), ingest
+it into `<work>/c<customers>/lake` (skipped when silver exists; not timed here: the ingestion has its own
+benchmark), then time `cdp.resolve_identity.run` for the end date `--runs` times (the first run on a lake without
+identity tables is a first resolution; later runs are no-change re-runs), each step of the stage separately, and
+score the record map against `_truth/records.csv` (pairwise precision/recall with group counts, recall of what
+the links allow). `--fresh` drops the identity tables (and the silver `one_id` values) before the first run.
+
+CPU seconds are user + system time of this process and its children (the Spark JVM), so on a shared machine
+they say more than wall time. The tables go to benchmarks/out/ and are meant for docs/benchmarks.md under
+"Identity stage".
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
+import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
-from benchmarks.harness import measure, write_report
+import psutil
+
+from benchmarks.harness import OUT, machine
+
+IDENTITY_TABLES = ("identity_nodes", "identity_edges", "identity_rejections", "identity_history",
+                   "identity_redirects", "identity_record_map")
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    return [proc, *proc.children(recursive=True)]
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in _tree(proc):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in _tree(proc):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+class StepMeter:
+    """A step hook for `cdp.resolve_identity.run`: wall, CPU s, peak RSS and Spark jobs of every step."""
+
+    def __init__(self, spark, label: str):
+        self.spark, self.label, self.rows = spark, label, []
+        self.proc = psutil.Process(os.getpid())
+
+    def _last_job(self) -> int:
+        ids = self.spark.sparkContext.statusTracker().getJobIdsForGroup(None)
+        return max(ids) if ids else -1
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        stop = threading.Event()
+        peak = [_rss(self.proc)]
+
+        def sample() -> None:
+            while not stop.wait(0.2):
+                peak[0] = max(peak[0], _rss(self.proc))
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        job0, cpu0, start = self._last_job(), _cpu_s(self.proc), time.perf_counter()
+        try:
+            yield
+        finally:
+            wall = time.perf_counter() - start
+            cpu = _cpu_s(self.proc) - cpu0
+            stop.set()
+            thread.join()
+            self.rows.append({"run": self.label, "step": name, "wall_s": wall, "cpu_s": cpu,
+                              "peak_rss_mb": max(peak[0], _rss(self.proc)) / 2**20,
+                              "spark_jobs": self._last_job() - job0})
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| run | step | wall s | CPU s | Spark jobs | peak RSS MB (driver + JVM) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['step']} | {r['wall_s']:,.1f} | {r['cpu_s']:,.1f} | {r['spark_jobs']} | "
+                     f"{r['peak_rss_mb']:,.0f} |")
+    return "\n".join(lines)
+
+
+def _drop_identity(spark, settings) -> None:
+    """Back to a lake as ingest left it: no identity tables, silver one_id null."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.identity.config import load_identity_rules
+    from cdp.lake import table_exists
+
+    for name in IDENTITY_TABLES:
+        path = Path(settings.table_path(name))
+        if path.exists():
+            shutil.rmtree(path)
+    for source in load_identity_rules(settings).sources.values():
+        if table_exists(spark, settings, source.table):
+            (DeltaTable.forPath(spark, settings.table_path(source.table))
+             .update(F.col("one_id").isNotNull(), {"one_id": F.lit(None).cast("string")}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--work", default="data/bench/identity")
+    parser.add_argument("--work", default="data/bench/identity",
+                        help="folder holding c<customers>/landing and c<customers>/lake (reused when present)")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--runs", type=int, default=2, help="timed identity runs (the 2nd is a no-change re-run)")
+    parser.add_argument("--fresh", action="store_true", help="drop identity tables and silver one_id first")
+    parser.add_argument("--no-quality", action="store_true", help="skip scoring against the ground truth")
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -35,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work) / f"c{args.customers}"
     landing, lake = work / "landing", work / "lake"
-    results = []
+    prep = []
     if not (landing / "_end_date").exists():
         from cdp.generator import generate
 
-        with measure("generate (not identity)") as m:
-            generate(out=landing, customers=args.customers, days=args.days, seed=args.seed)
-        results.append(m)
+        start = time.perf_counter()
+        generate(out=landing, customers=args.customers, days=args.days, seed=args.seed)
+        prep.append(("generate (not identity)", time.perf_counter() - start))
     run_date = dt.date.fromisoformat((landing / "_end_date").read_text().strip())
     settings = load_settings(overrides={"landing_dir": str(landing), "lake_dir": str(lake)})
     spark = build_spark(settings.spark, extra_conf={"spark.driver.memory": args.driver_memory})
@@ -51,39 +156,60 @@ def main(argv: list[str] | None = None) -> int:
     if not table_exists(spark, settings, "silver_pos_lines"):
         from cdp.ingest import run as ingest
 
-        with measure("ingest (not identity)") as m:
-            ingest(spark, settings, run_date)
-        results.append(m)
+        start = time.perf_counter()
+        ingest(spark, settings, run_date)
+        prep.append(("ingest (not identity)", time.perf_counter() - start))
+    if args.fresh:
+        _drop_identity(spark, settings)
 
     from cdp.resolve_identity import run
 
-    summaries = []
+    silver_rows = sum(read_table(spark, settings, t).count() for t in
+                      ("silver_pos_lines", "silver_miniprogram_events", "silver_wecom_contacts",
+                       "silver_ecommerce_lines", "silver_crm_members") if table_exists(spark, settings, t))
+    summaries, steps, totals = [], [], []
     for i in range(args.runs):
-        label = "identity stage, first run" if i == 0 else "identity stage, re-run (no change)"
-        with measure(label) as m:
-            summary = run(spark, settings, run_date)
-        m.rows = summary["records"]
-        m.extra = {k: summary[k] for k in ("nodes", "link_pairs", "one_ids", "records_without_one_id")}
-        results.append(m)
+        label = "first run" if i == 0 else f"re-run {i} (no change)"
+        meter = StepMeter(spark, label)
+        with meter("whole stage"):
+            summary = run(spark, settings, run_date, step=meter)
+        whole = meter.rows.pop()              # the outer measurement, reported separately
+        steps.extend(meter.rows)
+        totals.append({**whole, "step": "whole stage", "load_avg_1m": os.getloadavg()[0]})
         summaries.append(summary)
 
-    from cdp.identity.config import load_identity_rules
-    from cdp.identity.edges import extract_observations
-    from cdp.identity.quality import pairwise_quality, reachable_groups
-    from cdp.resolve_identity import read_silver
+    quality = None
+    if not args.no_quality:
+        from cdp.identity.config import load_identity_rules
+        from cdp.identity.edges import extract_observations
+        from cdp.identity.quality import pairwise_quality, reachable_groups
+        from cdp.resolve_identity import read_silver
 
-    truth = pd.read_csv(landing / "_truth" / "records.csv", dtype=str)
-    rm = read_table(spark, settings, "identity_record_map").select("source", "source_record_id", "one_id").toPandas()
-    obs = (extract_observations(read_silver(spark, settings, load_identity_rules(settings), run_date),
-                                load_identity_rules(settings))
-           .select("source", "source_record_id", "node_key").toPandas())
-    rejections = read_table(spark, settings, "identity_rejections").count()
-    quality = pairwise_quality(rm, truth, reachable=reachable_groups(obs, truth), rejections=rejections)
-    report = write_report(f"Identity stage {args.customers} customers", results)
+        rules = load_identity_rules(settings)
+        truth = pd.read_csv(landing / "_truth" / "records.csv", dtype=str)
+        rm = read_table(spark, settings, "identity_record_map").select("source", "source_record_id", "one_id").toPandas()
+        obs = (extract_observations(read_silver(spark, settings, rules, run_date), rules)
+               .select("source", "source_record_id", "node_key").toPandas())
+        rejections = read_table(spark, settings, "identity_rejections").count()
+        quality = pairwise_quality(rm, truth, reachable=reachable_groups(obs, truth), rejections=rejections)
+
+    s0 = summaries[0] if summaries else {}
+    head = (f"### Identity stage {args.customers:,} customers\n\n{machine()}\n\n"
+            f"silver rows {silver_rows:,}; source records {s0.get('records', 0):,}; nodes {s0.get('nodes', 0):,}; "
+            f"link pairs {s0.get('link_pairs', 0):,}; One-IDs {s0.get('one_ids', 0):,}\n\n"
+            + "".join(f"- {name}: {secs:,.1f} s wall\n" for name, secs in prep))
+    whole = "\n".join(f"| {t['run']} | {t['wall_s']:,.1f} | {t['cpu_s']:,.1f} | {t['spark_jobs']} | "
+                      f"{t['peak_rss_mb']:,.0f} | {t['load_avg_1m']:.1f} |" for t in totals)
+    report = (head + "\n| run | wall s | CPU s | Spark jobs | peak RSS MB | load avg (1 min, at end) |\n"
+              "|---|---:|---:|---:|---:|---:|\n" + whole + "\n\n" + _table(steps) + "\n")
     print(report)
-    print(json.dumps({"summary": summaries[0], "quality": quality}, indent=2, default=str))
-    (Path("benchmarks/out") / f"identity_quality_{args.customers}.json").write_text(
-        json.dumps({"summary": summaries, "quality": quality}, indent=2, default=str))
+    print(json.dumps({"summary": summaries, "quality": quality}, indent=2, default=str))
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    (OUT / f"identity_stage_{args.customers}_{stamp}.md").write_text(report)
+    (OUT / f"identity_stage_{args.customers}_{stamp}.json").write_text(
+        json.dumps({"totals": totals, "steps": steps, "summary": summaries, "quality": quality,
+                    "silver_rows": silver_rows}, indent=2, default=str))
     return 0
 
 

@@ -19,12 +19,14 @@ node map makes ids stable; `rebuild()` recomputes from nothing and reports what 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
 import logging
 import sys
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,19 @@ log = logging.getLogger(__name__)
 
 NODE_STATUSES = ("active", "blocked", "shared")
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
+
+
+StepHook = Callable[[str], ContextManager[Any]]
+
+
+@contextlib.contextmanager
+def log_step(name: str) -> Iterator[None]:
+    """The default step hook: log the wall time of one step (the benchmark passes one that samples CPU/memory)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        log.info("identity step %s: %.2f s", name, time.perf_counter() - start)
 
 
 class IdentityContractError(CdpError):
@@ -122,7 +137,7 @@ def _resolver(method: str, spark: SparkSession):
 
 
 def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
-            previous: pd.DataFrame, redirects: pd.DataFrame) -> Resolved:
+            previous: pd.DataFrame, redirects: pd.DataFrame, step: StepHook = log_step) -> Resolved:
     """Steps 1-5 without writing anything.
 
     Intermediate frames are local checkpoints: materialised once and cut from their lineage, so the many
@@ -136,143 +151,151 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     from cdp.identity.persist import EDGE_STATUS, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    silver = read_silver(spark, settings, rules, run_date)
-    observations = extract_observations(silver, rules).localCheckpoint()
-    nodes = build_nodes(observations).localCheckpoint()
-    edges = extract_edges(silver, rules).localCheckpoint()
-    records = _records(silver).localCheckpoint()
-    overrides = _optional(spark, settings, "identity_overrides")
-    pii = _optional(spark, settings, "pii_values")
+    with step("observations, nodes"):
+        silver = read_silver(spark, settings, rules, run_date)
+        observations = extract_observations(silver, rules).localCheckpoint()
+        nodes = build_nodes(observations).localCheckpoint()
+    with step("edges"):
+        edges = extract_edges(silver, rules).localCheckpoint()
+    with step("records"):
+        records = _records(silver).localCheckpoint()
+    with step("guardrails"):
+        overrides = _optional(spark, settings, "identity_overrides")
+        pii = _optional(spark, settings, "pii_values")
 
-    # 3. guardrails
-    blocked = blocked_nodes(nodes, pii, rules, overrides).localCheckpoint()
-    shared = shared_nodes(edges, nodes, rules, blocked)
-    excluded = blocked.unionByName(shared).localCheckpoint()
+        # 3. guardrails
+        blocked = blocked_nodes(nodes, pii, rules, overrides).localCheckpoint()
+        shared = shared_nodes(edges, nodes, rules, blocked)
+        excluded = blocked.unionByName(shared).localCheckpoint()
 
     # 4. integer ids and arrays
-    active = nodes.join(excluded.select("node_key"), "node_key", "left_anti")
-    limited = {t.name: t.max_per_one_id for t in rules.identifier_types}
-    groups = sorted((r.id_type, r.scope or "") for r in active.select("id_type", "scope").distinct().collect())
-    type_index = spark.createDataFrame([(t, s, i) for i, (t, s) in enumerate(groups)],
-                                       "id_type string, _scope string, type_idx int")
-    type_limits = np.array([limited[t] for t, _ in groups], dtype=np.int32)
-    indexed = (active.withColumn("_scope", F.coalesce("scope", F.lit("")))
-               .join(F.broadcast(type_index), ["id_type", "_scope"])
-               .withColumn("node_idx", F.row_number().over(Window.orderBy("node_key")) - 1)
-               .select("node_key", "node_idx", "type_idx", "anchor_at").localCheckpoint())
-    node_pd = indexed.select("node_idx", "type_idx", "node_key", "anchor_at").toPandas().sort_values("node_idx")
-    node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
+    with step("integer ids to driver"):
+        active = nodes.join(excluded.select("node_key"), "node_key", "left_anti")
+        limited = {t.name: t.max_per_one_id for t in rules.identifier_types}
+        groups = sorted((r.id_type, r.scope or "") for r in active.select("id_type", "scope").distinct().collect())
+        type_index = spark.createDataFrame([(t, s, i) for i, (t, s) in enumerate(groups)],
+                                           "id_type string, _scope string, type_idx int")
+        type_limits = np.array([limited[t] for t, _ in groups], dtype=np.int32)
+        indexed = (active.withColumn("_scope", F.coalesce("scope", F.lit("")))
+                   .join(F.broadcast(type_index), ["id_type", "_scope"])
+                   .withColumn("node_idx", F.row_number().over(Window.orderBy("node_key")) - 1)
+                   .select("node_key", "node_idx", "type_idx", "anchor_at").localCheckpoint())
+        node_pd = indexed.select("node_idx", "type_idx", "node_key", "anchor_at").toPandas().sort_values("node_idx")
+        node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
 
-    pairs = unique_pairs(edges)
-    forced = always_link_edges(overrides, nodes)
-    if forced is not None:
-        pairs = (pairs.unionByName(forced.withColumn("edge_rank", F.lit(-RANK_SHIFT).cast("long")))
-                 .groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank")))
-    src_ix = indexed.select(F.col("node_key").alias("src_key"), F.col("node_idx").alias("src_idx"))
-    dst_ix = indexed.select(F.col("node_key").alias("dst_key"), F.col("node_idx").alias("dst_idx"))
-    int_pairs = (pairs.join(src_ix, "src_key").join(dst_ix, "dst_key")
-                 .select("src_idx", "dst_idx", "edge_rank").toPandas().sort_values(["src_idx", "dst_idx"]))
-    src = int_pairs["src_idx"].to_numpy(dtype=np.int64)
-    dst = int_pairs["dst_idx"].to_numpy(dtype=np.int64)
-    rank = int_pairs["edge_rank"].to_numpy(dtype=np.int64)
-    key_to_idx = dict(zip(node_pd["node_key"], node_pd["node_idx"]))
-    never = [(key_to_idx[a], key_to_idx[b]) for a, b in never_link_pairs(overrides) if a in key_to_idx and b in key_to_idx]
-    comps = resolve_with_overrides(node_type, src, dst, rank, type_limits, method=rules.method,
-                                   never_link=never, resolver=_resolver(rules.method, spark))
+        pairs = unique_pairs(edges)
+        forced = always_link_edges(overrides, nodes)
+        if forced is not None:
+            pairs = (pairs.unionByName(forced.withColumn("edge_rank", F.lit(-RANK_SHIFT).cast("long")))
+                     .groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank")))
+        src_ix = indexed.select(F.col("node_key").alias("src_key"), F.col("node_idx").alias("src_idx"))
+        dst_ix = indexed.select(F.col("node_key").alias("dst_key"), F.col("node_idx").alias("dst_idx"))
+        int_pairs = (pairs.join(src_ix, "src_key").join(dst_ix, "dst_key")
+                     .select("src_idx", "dst_idx", "edge_rank").toPandas().sort_values(["src_idx", "dst_idx"]))
+        src = int_pairs["src_idx"].to_numpy(dtype=np.int64)
+        dst = int_pairs["dst_idx"].to_numpy(dtype=np.int64)
+        rank = int_pairs["edge_rank"].to_numpy(dtype=np.int64)
+    with step("components"):
+        key_to_idx = dict(zip(node_pd["node_key"], node_pd["node_idx"]))
+        never = [(key_to_idx[a], key_to_idx[b]) for a, b in never_link_pairs(overrides) if a in key_to_idx and b in key_to_idx]
+        comps = resolve_with_overrides(node_type, src, dst, rank, type_limits, method=rules.method,
+                                       never_link=never, resolver=_resolver(rules.method, spark))
 
     # 5. stable ids
     # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
-    nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
-                             "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
-                             "label": comps.labels[node_pd["node_idx"].to_numpy()]})
-    if len(previous) and "anchor_at" in previous:
-        kept = nodes_pd["node_key"].map(dict(zip(previous["node_key"], pd.to_datetime(previous["anchor_at"]))))
-        nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
-            kept.isna() | (nodes_pd["first_seen_at"] <= kept), kept)
-    run_at = dt.datetime.combine(run_date, dt.time())
-    node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
-    node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
+    with step("stable ids"):
+        nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
+                                 "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
+                                 "label": comps.labels[node_pd["node_idx"].to_numpy()]})
+        if len(previous) and "anchor_at" in previous:
+            kept = nodes_pd["node_key"].map(dict(zip(previous["node_key"], pd.to_datetime(previous["anchor_at"]))))
+            nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
+                kept.isna() | (nodes_pd["first_seen_at"] <= kept), kept)
+        run_at = dt.datetime.combine(run_date, dt.time())
+        node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
+        node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
 
     # identity_nodes rows
-    map_df = spark.createDataFrame(node_map, "node_key string, one_id string, anchor_at timestamp")
-    status = excluded.groupBy("node_key").agg(F.min("reason").alias("_reason"))
-    out_nodes = (nodes.drop("anchor_at").join(status, "node_key", "left").join(map_df, "node_key", "left")
-                 .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "anchor_at",
-                         "record_count",
-                         F.when(F.col("_reason").isNull(), "active")
-                          .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
-                         "one_id")
-                 .withColumn("run_date", F.lit(run_date)))
+    with step("output frames"):
+        map_df = spark.createDataFrame(node_map, "node_key string, one_id string, anchor_at timestamp")
+        status = excluded.groupBy("node_key").agg(F.min("reason").alias("_reason"))
+        out_nodes = (nodes.drop("anchor_at").join(status, "node_key", "left").join(map_df, "node_key", "left")
+                     .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "anchor_at",
+                             "record_count",
+                             F.when(F.col("_reason").isNull(), "active")
+                              .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
+                             "one_id")
+                     .withColumn("run_date", F.lit(run_date)))
 
-    # identity_edges rows
-    pair_status = spark.createDataFrame(
-        pd.DataFrame({"src_idx": src, "dst_idx": dst, "_reason": comps.edge_reason.astype(np.int32),
-                      "_conflict": comps.edge_conflict.astype(np.int32)}),
-        "src_idx long, dst_idx long, _reason int, _conflict int")
-    conflict_text = F.create_map(*[x for i, (t, sc) in enumerate(groups) for x in (
-        F.lit(i), F.lit(f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})"))])
-    code = F.create_map(*[x for k, v in EDGE_STATUS.items() for x in (F.lit(k), F.lit(v))])
-    keyed_status = (pair_status.join(src_ix, "src_idx").join(dst_ix, "dst_idx")
-                    .select("src_key", "dst_key", code[F.col("_reason")].alias("status"),
-                            conflict_text[F.col("_conflict")].alias("conflict")))
-    ex = excluded.groupBy("node_key").agg(F.min("reason").alias("r"))
-    exs = ex.select(F.col("node_key").alias("src_key"), F.col("r").alias("_rs"))
-    exd = ex.select(F.col("node_key").alias("dst_key"), F.col("r").alias("_rd"))
-    node_reason = F.coalesce("_rs", "_rd")
-    conflicts = keyed_status.select("src_key", "dst_key", "conflict")
-    keyed_status = keyed_status.drop("conflict")
-    out_edges = (edges.join(keyed_status, ["src_key", "dst_key"], "left").join(exs, "src_key", "left")
-                 .join(exd, "dst_key", "left")
-                 .withColumn("status", F.coalesce(F.col("status"),
-                                                  F.when(node_reason == "shared", "shared_node")
-                                                  .when(node_reason.isNotNull(), "blocked_node")))
-                 .select("src_key", "dst_key", "rule", "source", "rank", "sample_record_id", "first_seen_at",
-                         "last_seen_at", "record_count", "status")
-                 .withColumn("run_date", F.lit(run_date)))
-    if forced is not None:
-        forced_rows = (forced.join(keyed_status, ["src_key", "dst_key"], "left")
-                       .select("src_key", "dst_key", F.lit("override_always_link").alias("rule"),
-                               F.lit("steward").alias("source"), F.lit(-1).alias("rank"),
-                               F.lit(None).cast("string").alias("sample_record_id"),
-                               F.lit(None).cast("timestamp").alias("first_seen_at"),
-                               F.lit(None).cast("timestamp").alias("last_seen_at"),
-                               F.lit(0).cast("long").alias("record_count"), "status")
-                       .withColumn("run_date", F.lit(run_date)))
-        out_edges = out_edges.unionByName(forced_rows)
-    out_edges = out_edges.localCheckpoint()
+        # identity_edges rows
+        pair_status = spark.createDataFrame(
+            pd.DataFrame({"src_idx": src, "dst_idx": dst, "_reason": comps.edge_reason.astype(np.int32),
+                          "_conflict": comps.edge_conflict.astype(np.int32)}),
+            "src_idx long, dst_idx long, _reason int, _conflict int")
+        conflict_text = F.create_map(*[x for i, (t, sc) in enumerate(groups) for x in (
+            F.lit(i), F.lit(f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})"))])
+        code = F.create_map(*[x for k, v in EDGE_STATUS.items() for x in (F.lit(k), F.lit(v))])
+        keyed_status = (pair_status.join(src_ix, "src_idx").join(dst_ix, "dst_idx")
+                        .select("src_key", "dst_key", code[F.col("_reason")].alias("status"),
+                                conflict_text[F.col("_conflict")].alias("conflict")))
+        ex = excluded.groupBy("node_key").agg(F.min("reason").alias("r"))
+        exs = ex.select(F.col("node_key").alias("src_key"), F.col("r").alias("_rs"))
+        exd = ex.select(F.col("node_key").alias("dst_key"), F.col("r").alias("_rd"))
+        node_reason = F.coalesce("_rs", "_rd")
+        conflicts = keyed_status.select("src_key", "dst_key", "conflict")
+        keyed_status = keyed_status.drop("conflict")
+        out_edges = (edges.join(keyed_status, ["src_key", "dst_key"], "left").join(exs, "src_key", "left")
+                     .join(exd, "dst_key", "left")
+                     .withColumn("status", F.coalesce(F.col("status"),
+                                                      F.when(node_reason == "shared", "shared_node")
+                                                      .when(node_reason.isNotNull(), "blocked_node")))
+                     .select("src_key", "dst_key", "rule", "source", "rank", "sample_record_id", "first_seen_at",
+                             "last_seen_at", "record_count", "status")
+                     .withColumn("run_date", F.lit(run_date)))
+        if forced is not None:
+            forced_rows = (forced.join(keyed_status, ["src_key", "dst_key"], "left")
+                           .select("src_key", "dst_key", F.lit("override_always_link").alias("rule"),
+                                   F.lit("steward").alias("source"), F.lit(-1).alias("rank"),
+                                   F.lit(None).cast("string").alias("sample_record_id"),
+                                   F.lit(None).cast("timestamp").alias("first_seen_at"),
+                                   F.lit(None).cast("timestamp").alias("last_seen_at"),
+                                   F.lit(0).cast("long").alias("record_count"), "status")
+                           .withColumn("run_date", F.lit(run_date)))
+            out_edges = out_edges.unionByName(forced_rows)
+        out_edges = out_edges.localCheckpoint()
 
-    # identity_rejections rows
-    node_rej = excluded.select(F.lit("node").alias("kind"), "node_key", F.lit(None).cast("string").alias("other_node_key"),
-                               "reason", "detail")
-    edge_rej = (out_edges.where(F.col("status").isin("dropped_limit", "dropped_never_link"))
-                .groupBy("src_key", "dst_key", "status")
-                .agg(F.min(F.struct("rank", "rule")).alias("_r"))
-                .join(conflicts, ["src_key", "dst_key"], "left")
-                .select(F.lit("edge").alias("kind"), F.col("src_key").alias("node_key"),
-                        F.col("dst_key").alias("other_node_key"),
-                        F.when(F.col("status") == "dropped_limit", "limit").otherwise("never_link").alias("reason"),
-                        F.when(F.col("status") == "dropped_limit",
-                               F.concat(F.lit("link "), F.col("_r.rule"), F.lit(" (rank "), F.col("_r.rank").cast("string"),
-                                        F.lit(") dropped: merging would exceed the limit of "),
-                                        F.coalesce(F.col("conflict"), F.lit("an identifier type")),
-                                        F.lit("; the more trusted and older links were applied first")))
-                        .otherwise(F.concat(F.lit("link "), F.col("_r.rule"),
-                                            F.lit(" cut: weakest link on the path between a steward never-link pair")))
-                        .alias("detail")))
-    rejections = node_rej.unionByName(edge_rej).withColumn("run_date", F.lit(run_date))
+        # identity_rejections rows
+        node_rej = excluded.select(F.lit("node").alias("kind"), "node_key", F.lit(None).cast("string").alias("other_node_key"),
+                                   "reason", "detail")
+        edge_rej = (out_edges.where(F.col("status").isin("dropped_limit", "dropped_never_link"))
+                    .groupBy("src_key", "dst_key", "status")
+                    .agg(F.min(F.struct("rank", "rule")).alias("_r"))
+                    .join(conflicts, ["src_key", "dst_key"], "left")
+                    .select(F.lit("edge").alias("kind"), F.col("src_key").alias("node_key"),
+                            F.col("dst_key").alias("other_node_key"),
+                            F.when(F.col("status") == "dropped_limit", "limit").otherwise("never_link").alias("reason"),
+                            F.when(F.col("status") == "dropped_limit",
+                                   F.concat(F.lit("link "), F.col("_r.rule"), F.lit(" (rank "), F.col("_r.rank").cast("string"),
+                                            F.lit(") dropped: merging would exceed the limit of "),
+                                            F.coalesce(F.col("conflict"), F.lit("an identifier type")),
+                                            F.lit("; the more trusted and older links were applied first")))
+                            .otherwise(F.concat(F.lit("link "), F.col("_r.rule"),
+                                                F.lit(" cut: weakest link on the path between a steward never-link pair")))
+                            .alias("detail")))
+        rejections = node_rej.unionByName(edge_rej).withColumn("run_date", F.lit(run_date))
 
-    n_excluded, n_blocked = excluded.count(), blocked.count()
-    counts = {
-        "nodes": len(node_pd) + n_excluded,
-        "nodes_active": len(node_pd),
-        "nodes_blocked": n_blocked,
-        "nodes_shared": n_excluded - n_blocked,
-        "link_pairs": len(src),
-        "links_dropped_limit": int((comps.edge_reason == 1).sum()),
-        "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
-        "one_ids": int(node_map["one_id"].nunique()),
-        "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
-    }
+        n_excluded, n_blocked = excluded.count(), blocked.count()
+        counts = {
+            "nodes": len(node_pd) + n_excluded,
+            "nodes_active": len(node_pd),
+            "nodes_blocked": n_blocked,
+            "nodes_shared": n_excluded - n_blocked,
+            "link_pairs": len(src),
+            "links_dropped_limit": int((comps.edge_reason == 1).sum()),
+            "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
+            "one_ids": int(node_map["one_id"].nunique()),
+            "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
+        }
     return Resolved(observations, out_nodes, out_edges, rejections, records, node_map, events, counts)
 
 
@@ -312,37 +335,42 @@ def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, sour
 
 
 def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
-                     res: Resolved, redirects: pd.DataFrame) -> dict[str, Any]:
+                     res: Resolved, redirects: pd.DataFrame, step: StepHook = log_step) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from cdp.identity.persist import record_one_ids, update_redirects
     from cdp.lake import append_table, overwrite_table
 
-    overwrite_table(res.nodes, settings, "identity_nodes")
-    overwrite_table(res.edges, settings, "identity_edges")
-    overwrite_table(res.rejections, settings, "identity_rejections")
-    history = _history_frame(spark, res.events, run_date)
-    if len(res.events):
-        append_table(history, settings, "identity_history")
-    elif not _exists(spark, settings, "identity_history"):
-        append_table(history, settings, "identity_history")
-    new_redirects = update_redirects(redirects, res.events)
-    red_schema = "old_one_id string, current_one_id string, redirected_at timestamp, reason string"
-    red_df = (spark.createDataFrame(new_redirects.assign(redirected_at=pd.to_datetime(new_redirects["redirected_at"])),
-                                    red_schema) if len(new_redirects) else spark.createDataFrame([], red_schema))
-    overwrite_table(red_df, settings, "identity_redirects")
+    with step("write nodes, edges, rejections"):
+        overwrite_table(res.nodes, settings, "identity_nodes")
+        overwrite_table(res.edges, settings, "identity_edges")
+        overwrite_table(res.rejections, settings, "identity_rejections")
+    with step("write history, redirects"):
+        history = _history_frame(spark, res.events, run_date)
+        if len(res.events):
+            append_table(history, settings, "identity_history")
+        elif not _exists(spark, settings, "identity_history"):
+            append_table(history, settings, "identity_history")
+        new_redirects = update_redirects(redirects, res.events)
+        red_schema = "old_one_id string, current_one_id string, redirected_at timestamp, reason string"
+        red_df = (spark.createDataFrame(new_redirects.assign(redirected_at=pd.to_datetime(new_redirects["redirected_at"])),
+                                        red_schema) if len(new_redirects) else spark.createDataFrame([], red_schema))
+        overwrite_table(red_df, settings, "identity_redirects")
 
-    node_map = read_table_cols(spark, settings, "identity_nodes", "node_key", "one_id")
-    record_map = record_one_ids(res.observations, node_map, res.records).withColumn("run_date", F.lit(run_date))
-    overwrite_table(record_map, settings, "identity_record_map")
-    record_map = read_table_cols(spark, settings, "identity_record_map", "source", "source_record_id", "one_id")
-    if rules.fill_silver_one_id:
-        from cdp.lake import table_exists
+    with step("record map"):
+        node_map = read_table_cols(spark, settings, "identity_nodes", "node_key", "one_id")
+        record_map = record_one_ids(res.observations, node_map, res.records).withColumn("run_date", F.lit(run_date))
+        overwrite_table(record_map, settings, "identity_record_map")
+        record_map = read_table_cols(spark, settings, "identity_record_map", "source", "source_record_id", "one_id")
+    with step("silver one_id"):
+        if rules.fill_silver_one_id:
+            from cdp.lake import table_exists
 
-        for source_name, source in rules.sources.items():
-            if table_exists(spark, settings, source.table):
-                fill_silver_one_id(spark, settings, source.table, source_name, record_map)
-    rec = record_map.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).first()
+            for source_name, source in rules.sources.items():
+                if table_exists(spark, settings, source.table):
+                    fill_silver_one_id(spark, settings, source.table, source_name, record_map)
+    with step("summary"):
+        rec = record_map.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).first()
     events = res.events["event_type"].value_counts().to_dict() if len(res.events) else {}
     return {"records": int(rec["n"]), "records_without_one_id": int(rec["none"] or 0),
             "events": {k: int(v) for k, v in sorted(events.items())}, "redirects": len(new_redirects)}
@@ -398,16 +426,21 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
 
 
 # --- entry points -------------------------------------------------------------------------------------------
-def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
-    """The daily identity stage (idempotent for a run date)."""
+def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: StepHook = log_step) -> dict[str, Any]:
+    """The daily identity stage (idempotent for a run date).
+
+    step: a context-manager factory wrapped around each step by name (default: log its wall time).
+    """
     from cdp.identity.config import load_identity_rules
 
     rules = load_identity_rules(settings)
-    previous, redirects = read_previous(spark, settings)
-    res = compute(spark, settings, run_date, rules, previous, redirects)
+    with step("read previous map"):
+        previous, redirects = read_previous(spark, settings)
+    res = compute(spark, settings, run_date, rules, previous, redirects, step=step)
     summary = {"run_date": str(run_date), **res.counts}
-    summary.update(write_resolution(spark, settings, run_date, rules, res, redirects))
-    check_contracts(spark, settings, rules)
+    summary.update(write_resolution(spark, settings, run_date, rules, res, redirects, step=step))
+    with step("contracts"):
+        check_contracts(spark, settings, rules)
     _release(res)
     log.info("identity stage: %s", summary)
     return summary
