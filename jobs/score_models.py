@@ -19,69 +19,79 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
     from cdp.config import Settings
+    from cdp.train_models import ModelInputs
 
 log = logging.getLogger(__name__)
 
 
-def scores_frame(spark: SparkSession, scores: pd.DataFrame, scored_date: dt.date) -> DataFrame:
-    """pandas (one_id, model, score, grade, model_version) -> Spark gold_model_scores rows."""
+def scores_frame(spark: SparkSession, scores: pd.DataFrame, customers: DataFrame, scored_date: dt.date) -> DataFrame:
+    """pandas (customer code, model, score, grade, model_version) -> Spark gold_model_scores rows: the numeric
+    frame travels through Arrow and the codes are joined back to one_ids in Spark (`customers` map)."""
+    import pyarrow as pa
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
-    schema = T.StructType([T.StructField("one_id", T.StringType(), False),
-                           T.StructField("model", T.StringType(), False),
-                           T.StructField("score", T.DoubleType(), True),
-                           T.StructField("grade", T.StringType(), True),
-                           T.StructField("model_version", T.StringType(), False)])
-    pdf = scores[["one_id", "model", "score", "grade", "model_version"]].astype(
-        {"one_id": str, "model": str, "score": float, "grade": str, "model_version": str})
-    return spark.createDataFrame(pdf, schema).withColumn("scored_date", F.lit(scored_date))
+    table = pa.table({"customer": pa.array(scores["customer"].to_numpy(), pa.int32()),
+                      "model": pa.array(scores["model"].to_numpy(), pa.string()),
+                      "score": pa.array(scores["score"].to_numpy(float), pa.float64()),
+                      "grade": pa.array(scores["grade"].to_numpy(), pa.string()),
+                      "model_version": pa.array(scores["model_version"].to_numpy(), pa.string())})
+    coded = spark.createDataFrame(table, "customer int, model string, score double, grade string, model_version string")
+    return (coded.join(customers, "customer")
+            .select("one_id", "model", "score", "grade", "model_version", F.lit(scored_date).alias("scored_date")))
 
 
-def score(spark: SparkSession, settings: Settings, run_date: dt.date) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Compute all scores (pandas) and the summary; no writes except on-the-fly model registration."""
+def score(spark: SparkSession, settings: Settings, run_date: dt.date,
+          inputs: ModelInputs) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Compute all scores (pandas, keyed by customer code) and the summary; no writes except on-the-fly model
+    registration. Training on the fly shares the feature snapshots of both tasks (one build per as-of date)."""
     import pandas as pd
 
     from cdp.models.config import grade, load_models_config
     from cdp.models.propensity import ModelError, snapshot
     from cdp.models.registry import latest_model
     from cdp.models.value import clv_scores, winback_scores
-    from cdp.train_models import TASKS, load_inputs, train_task
+    from cdp.train_models import TASKS, train_task
 
     cfg = load_models_config(settings)
-    compact, profiles, version = load_inputs(spark, settings, run_date)
+    compact, profiles, version = inputs.compact, inputs.profiles, inputs.data_version
     features = snapshot(compact, run_date, profiles)
     summary: dict[str, Any] = {"scored_date": run_date.isoformat(), "customers": int(len(features)), "models": {}}
     parts = []
+    snapshots: dict = {}
     for task in TASKS:
         found = latest_model(spark, settings, task, run_date)
         if found is None:
             try:
-                train_task(spark, settings, run_date, task, compact, profiles, version, cfg)
+                train_task(spark, settings, run_date, task, compact, profiles, version, cfg, snapshots)
                 found = latest_model(spark, settings, task, run_date)
                 summary["models"][task] = {"trained_on_the_fly": True}
             except ModelError as exc:
                 summary["models"][task] = {"skipped": str(exc)}
                 continue
         row, model = found
-        p = model.predict(features) if len(features) else []
-        parts.append(pd.DataFrame({"one_id": features.index, "model": task, "score": p,
+        p = model.predict(features) if len(features) else np.zeros(0)
+        parts.append(pd.DataFrame({"customer": features.index.to_numpy(), "model": task, "score": p,
                                    "grade": grade(p, getattr(cfg, task).grades), "model_version": row["model_version"]}))
         summary["models"].setdefault(task, {})["model_version"] = row["model_version"]
+    snapshots.clear()
     if len(features) >= 3:
         value_version = f"bgnbd-gg-{run_date:%Y%m%d}-d{version}"
         try:
-            parts.append(clv_scores(features, cfg).assign(model="clv", model_version=value_version))
+            parts.append(clv_scores(features, cfg).rename_axis("customer").reset_index()
+                         .assign(model="clv", model_version=value_version))
         except ValueError as exc:  # Gamma-Gamma needs a few repeat customers
             summary["models"]["clv"] = {"skipped": str(exc)}
-        parts.append(winback_scores(features, cfg).assign(model="winback", model_version=value_version))
+        parts.append(winback_scores(features, cfg).rename_axis("customer").reset_index()
+                     .assign(model="winback", model_version=value_version))
     scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["one_id", "model", "score", "grade", "model_version"])
+        columns=["customer", "model", "score", "grade", "model_version"])
     for name, group in scores.groupby("model"):
         summary["models"].setdefault(name, {}).update(rows=int(len(group)),
                                                        grades=group["grade"].value_counts().sort_index().to_dict())
@@ -94,15 +104,21 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     from cdp.lake import overwrite_table, read_table, table_exists
     from cdp.models.config import load_models_config
     from cdp.models.replenishment import replenishment_dates
+    from cdp.train_models import load_inputs
 
     if not table_exists(spark, settings, "gold_order_facts"):
         return {"skipped": "gold_order_facts does not exist yet (run the profiles stage first)"}
-    scores, summary = score(spark, settings, run_date)
-    if scores.duplicated(["one_id", "model"]).any():
-        raise AssertionError("gold_model_scores key (one_id, model, scored_date) is not unique")
-    where = f"scored_date = DATE'{run_date.isoformat()}'"
-    overwrite_table(scores_frame(spark, scores, run_date), settings, "gold_model_scores",
-                    partition_by=("scored_date",), replace_where=where)
+    inputs = load_inputs(spark, settings, run_date)
+    try:
+        scores, summary = score(spark, settings, run_date, inputs)
+        if scores.duplicated(["customer", "model"]).any():
+            raise AssertionError("gold_model_scores key (one_id, model, scored_date) is not unique")
+        where = f"scored_date = DATE'{run_date.isoformat()}'"
+        overwrite_table(scores_frame(spark, scores, inputs.customers, run_date), settings, "gold_model_scores",
+                        partition_by=("scored_date",), replace_where=where)
+    finally:
+        inputs.release()
+    del scores
     cfg = load_models_config(settings)
     facts = read_table(spark, settings, "gold_order_facts")
     reminders = replenishment_dates(facts, run_date, cfg.replenishment)

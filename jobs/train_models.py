@@ -8,30 +8,53 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from cdp.config import Settings
     from cdp.models.config import ModelsConfig
-    from cdp.models.features import CompactFacts
+    from cdp.models.features import CompactFacts, ProfileFacts
 
 log = logging.getLogger(__name__)
 TASKS = ("churn", "repurchase")
 
 
-def load_inputs(spark: SparkSession, settings: Settings, run_date: dt.date):
-    """(compact facts before run_date, profile frame or None, Delta version of gold_order_facts)."""
+@dataclass
+class ModelInputs:
+    """What the models read, as of a run date: numeric frames on the driver keyed by int32 customer codes,
+    and the code -> one_id map, persisted in Spark until `release()` (scores are joined back to one_ids)."""
+
+    compact: CompactFacts
+    profiles: ProfileFacts | None
+    data_version: int | None
+    customers: DataFrame
+
+    def release(self) -> None:
+        self.customers.unpersist()
+
+
+def load_inputs(spark: SparkSession, settings: Settings, run_date: dt.date) -> ModelInputs:
+    """Facts before run_date (gold_order_facts at its current Delta version) and gold_profiles, reduced in
+    Spark; call `release()` on the result when done."""
     from cdp.lake import read_table, table_exists, table_version
-    from cdp.models.spark_features import compact_facts_spark, profile_frame
+    from cdp.models.spark_features import compact_facts_spark, customer_codes, profile_facts
 
     version = table_version(spark, settings, "gold_order_facts")
     facts = read_table(spark, settings, "gold_order_facts", version=version)
-    compact = compact_facts_spark(facts, before=run_date)
-    profiles = (profile_frame(read_table(spark, settings, "gold_profiles"))
-                if table_exists(spark, settings, "gold_profiles") else None)
-    return compact, profiles, version
+    customers = customer_codes(facts, before=run_date).persist()
+    try:
+        compact = compact_facts_spark(facts, customers, before=run_date)
+        profiles = (profile_facts(read_table(spark, settings, "gold_profiles"), customers)
+                    if table_exists(spark, settings, "gold_profiles") else None)
+    except BaseException:
+        customers.unpersist()
+        raise
+    log.info("model inputs: %d customer-days, %d customer-categories on the driver", len(compact.days),
+             len(compact.categories))
+    return ModelInputs(compact, profiles, version, customers)
 
 
 def train_task(spark: SparkSession, settings: Settings, run_date: dt.date, task: str, compact: CompactFacts,
@@ -58,16 +81,20 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     if not table_exists(spark, settings, "gold_order_facts"):
         return {"trained": [], "skipped": "gold_order_facts does not exist yet (run the profiles stage first)"}
     cfg = load_models_config(settings)
-    compact, profiles, version = load_inputs(spark, settings, run_date)
-    summary: dict[str, Any] = {"run_date": run_date.isoformat(), "gold_order_facts_version": version, "models": {}}
+    inputs = load_inputs(spark, settings, run_date)
+    summary: dict[str, Any] = {"run_date": run_date.isoformat(), "gold_order_facts_version": inputs.data_version,
+                               "models": {}}
     snapshots: dict = {}
-    for task in TASKS:
-        try:
-            summary["models"][task] = train_task(spark, settings, run_date, task, compact, profiles, version, cfg,
-                                                 snapshots)
-        except ModelError as exc:
-            log.warning("not training %s: %s", task, exc)
-            summary["models"][task] = {"skipped": str(exc)}
+    try:
+        for task in TASKS:
+            try:
+                summary["models"][task] = train_task(spark, settings, run_date, task, inputs.compact,
+                                                     inputs.profiles, inputs.data_version, cfg, snapshots)
+            except ModelError as exc:
+                log.warning("not training %s: %s", task, exc)
+                summary["models"][task] = {"skipped": str(exc)}
+    finally:
+        inputs.release()
     return summary
 
 

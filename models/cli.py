@@ -41,10 +41,19 @@ def _lookalike(args: argparse.Namespace) -> int:
         raise CdpError("give --segment NAME or --seed-file FILE (one one_id per line)")
     cfg = load_models_config(settings)
     look_cfg = cfg.lookalike.model_copy(update={"top_k": args.top_k}) if args.top_k else cfg.lookalike
-    compact, profiles, _ = load_inputs(spark, settings, run_date)
-    result = expand_lookalike(snapshot(compact, run_date, profiles), seeds, look_cfg, cfg.seed)
+    inputs = load_inputs(spark, settings, run_date)
+    try:
+        # features are keyed by customer codes: translate the seeds there and the expansion back (in Spark)
+        codes = {r.one_id: r.customer for r in inputs.customers.where(F.col("one_id").isin(seeds)).collect()}
+        result = expand_lookalike(snapshot(inputs.compact, run_date, inputs.profiles), list(codes.values()),
+                                  look_cfg, cfg.seed)
+        top = result.scores["one_id"].astype(int).tolist()
+        names = {r.customer: r.one_id for r in inputs.customers.where(F.col("customer").isin(top)).collect()}
+    finally:
+        inputs.release()
+    scores = result.scores.assign(one_id=[names[c] for c in top])
     if args.out:
-        result.scores.to_csv(args.out, index=False)
+        scores.to_csv(args.out, index=False)
     print(json.dumps({"metrics": result.metrics, "expansion_rows": len(result.scores), "out": args.out}, indent=2))
     return 0
 

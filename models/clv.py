@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cdp.models.bgnbd import BetaGeoModel, GammaGammaModel
+from cdp.models.features import BGNBD_FIT_MAX_CUSTOMERS
 
 
 def predict_clv(features: pd.DataFrame, horizon_days: int = 365) -> np.ndarray:
@@ -15,7 +16,7 @@ def predict_clv(features: pd.DataFrame, horizon_days: int = 365) -> np.ndarray:
     x = (features["frequency"] - 1).to_numpy(float)
     t_x = features["active_span_days"].to_numpy(float)
     T = features["tenure_days"].to_numpy(float)
-    bg = BetaGeoModel().fit(x, t_x, T)
+    bg = BetaGeoModel().fit(x, t_x, T, max_customers=BGNBD_FIT_MAX_CUSTOMERS)
     expected = bg.expected_purchases(x, t_x, T, horizon_days)
     mean_spend = features["mean_spend"].to_numpy(float)
     gg = GammaGammaModel().fit(x, mean_spend)

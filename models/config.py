@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError, field_validator
 
 from cdp.config import Settings, read_yaml
 from cdp.errors import ConfigError
@@ -43,6 +43,16 @@ class TrainingConfig(_Frozen):
     max_features: float = 0.5
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     refit_all: bool = True
+    # Rows per training as-of date: a larger snapshot is sampled (seeded, stratified by label) down to this.
+    # None = no cap. Training cost grows with rows; 100k per date is far more than depth-3 trees need.
+    max_rows_per_as_of: PositiveInt | None = 100_000
+
+    @field_validator("max_rows_per_as_of")
+    @classmethod
+    def _enough_rows(cls, v: int | None) -> int | None:
+        if v is not None and v < 1000:
+            raise ValueError("keep at least 1000 rows per as-of date (or null for no cap)")
+        return v
 
 
 class TierConfig(_Frozen):

@@ -165,7 +165,9 @@ def evaluate_clv_uci(data_dir: str | Path, cfg=None) -> dict[str, Any]:
     days = purchase_days(compact)
     future = days.loc[(days["paid_date"] >= pd.Timestamp(as_of))
                       & (days["paid_date"] < pd.Timestamp(as_of) + pd.Timedelta(days=365))]
-    actual = future.groupby("one_id")["amount"].sum().reindex(features.index).fillna(0.0).to_numpy()
+    spend = future.groupby("customer")["amount"].sum()
+    spend.index = compact.label(spend.index.to_numpy())
+    actual = spend.reindex(features.index).fillna(0.0).to_numpy()
     naive = features["amount_0_365"].to_numpy()
     out = {"as_of": as_of.isoformat(), "customers": int(len(features)), "mean_actual": float(actual.mean())}
     for name, pred in (("model", predicted), ("naive_last_365", naive)):

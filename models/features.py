@@ -3,9 +3,10 @@
 One implementation serves the platform and the UCI evaluation:
 
 1. `compact_facts(facts)` reduces order lines in the `gold_order_facts` shape (one_id, channel, paid_date,
-   category, amount, is_return) to one row per customer-day and one row per (customer, category). The
-   platform does this reduction in Spark (`cdp.models.spark_features.compact_facts_spark`), the UCI
-   evaluation in pandas.
+   category, amount, is_return) to one row per customer-day and one row per (customer, category), keyed by
+   an integer customer code (codes number the one_ids in sorted order). The platform does this reduction in
+   Spark (`cdp.models.spark_features.compact_facts_spark`; the code -> one_id map stays in Spark), the UCI
+   evaluation in pandas (the map travels with the frames as `CompactFacts.customer_ids`).
 2. `build_features(compact, as_of, ...)` keeps only rows with `paid_date < as_of` and turns those into one numeric row per one_id (pandas + numpy):
    RFM, inter-purchase intervals, trend, tenure, seasonality, spend, BG/NBD outputs, returns, categories,
    channel mix, and (when given) profile attributes.
@@ -36,28 +37,57 @@ from cdp.models.bgnbd import BetaGeoModel
 log = logging.getLogger(__name__)
 
 CHANNELS = ("pos", "miniprogram", "ecommerce")
-# Compact day table: one row per (one_id, paid_date) with any line; `amount` = sales (non-return, positive lines).
-DAY_COLUMNS = ("one_id", "paid_date", "amount", "n_lines", "return_amount", "return_lines",
+# Compact day table: one row per (customer, paid_date) with any line; `amount` = sales (non-return, positive
+# lines). `customer` is an int32 code of the one_id (see CompactFacts.customer_ids).
+DAY_COLUMNS = ("customer", "paid_date", "amount", "n_lines", "return_amount", "return_lines",
                *(f"amount_{c}" for c in CHANNELS))
-# Category table: one row per (one_id, category) with the first paid_date of a sales line in that category.
-CATEGORY_COLUMNS = ("one_id", "category", "first_date")
+# Category table: one row per (customer, category) with the first paid_date of a sales line in that category
+# (the category itself is not needed on the driver: the features count categories).
+CATEGORY_COLUMNS = ("customer", "first_date")
 PROFILE_FLAGS = ("is_member", "is_paid_member", "has_app", "is_wecom_added", "has_marketing_consent")
+# BG/NBD is fitted on at most this many customers of a snapshot (seeded sample; see BetaGeoModel.fit):
+# the fit is a few hundred likelihood evaluations over every customer, the largest cost of a snapshot at 1M.
+BGNBD_FIT_MAX_CUSTOMERS = 100_000
 
 
 @dataclass(frozen=True)
 class CompactFacts:
     """Order lines reduced to what the features need; everything as-of is computed from these two frames.
 
-    days: one row per (one_id, paid_date) -- see DAY_COLUMNS. categories: one row per (one_id, category).
+    days: one row per (customer, paid_date) -- see DAY_COLUMNS. categories: one row per (customer, category).
+    customer_ids: the one_id of each customer code (position = code), or None when the map stays in Spark
+    (the platform path: frames and feature indexes then carry the integer codes, and scores are joined back
+    to one_ids in Spark).
     """
 
     days: pd.DataFrame
     categories: pd.DataFrame
+    customer_ids: pd.Index | None = None
 
     def before(self, as_of: dt.date | str) -> "CompactFacts":
         cut = _as_date(as_of).to_datetime64()
         return CompactFacts(self.days.loc[self.days["paid_date"].to_numpy() < cut],
-                            self.categories.loc[self.categories["first_date"].to_numpy() < cut])
+                            self.categories.loc[self.categories["first_date"].to_numpy() < cut], self.customer_ids)
+
+    def label(self, codes: np.ndarray | pd.Index) -> pd.Index:
+        """The index for these customer codes: one_ids when the map is known, else the codes themselves."""
+        codes = np.asarray(codes)
+        if self.customer_ids is None:
+            return pd.Index(codes, name="customer")
+        return pd.Index(self.customer_ids.take(codes), name="one_id")
+
+
+@dataclass(frozen=True)
+class ProfileFacts:
+    """gold_profiles reduced to numbers per customer code (see `cdp.models.spark_features.profile_facts`).
+
+    flags: index = customer code, one float column per PROFILE_FLAGS entry present in gold_profiles.
+    cards: one row per membership card with a registration date: customer, registered_date (datetime64);
+    None when gold_profiles has no memberships column.
+    """
+
+    flags: pd.DataFrame
+    cards: pd.DataFrame | None = None
 
 
 def _as_date(value: dt.date | str) -> pd.Timestamp:
@@ -68,36 +98,40 @@ def compact_facts(facts: pd.DataFrame) -> CompactFacts:
     """Reduce gold_order_facts-shaped lines (pandas) to CompactFacts. The Spark twin is
     `cdp.models.spark_features.compact_facts_spark`; a Spark test checks they agree."""
     paid = pd.to_datetime(facts["paid_date"]).to_numpy()
+    codes, uniques = pd.factorize(facts["one_id"].to_numpy(), sort=True)
+    customer = codes.astype(np.int32)
     amount = facts["amount"].astype(float).to_numpy()
     is_return = facts["is_return"].astype(bool).to_numpy() | (amount < 0)
     is_sale = ~is_return & (amount > 0)
-    lines = pd.DataFrame({"one_id": facts["one_id"].to_numpy(), "paid_date": paid,
+    lines = pd.DataFrame({"customer": customer, "paid_date": paid,
                           "amount": np.where(is_sale, amount, 0.0), "n_lines": 1,
                           "return_amount": np.where(is_return, -amount, 0.0),
                           "return_lines": is_return.astype(int)})
     channel = facts["channel"].to_numpy()
     for c in CHANNELS:
         lines[f"amount_{c}"] = np.where(channel == c, lines["amount"].to_numpy(), 0.0)
-    days = lines.groupby(["one_id", "paid_date"], sort=True).sum().reset_index()
-    cats = pd.DataFrame({"one_id": facts["one_id"].to_numpy(), "category": facts["category"].to_numpy(),
+    days = lines.groupby(["customer", "paid_date"], sort=True).sum().reset_index()
+    cats = pd.DataFrame({"customer": customer, "category": facts["category"].to_numpy(),
                          "first_date": paid})[is_sale]
-    categories = cats.groupby(["one_id", "category"], sort=True)["first_date"].min().reset_index()
-    return CompactFacts(days[list(DAY_COLUMNS)], categories[list(CATEGORY_COLUMNS)])
+    categories = (cats.groupby(["customer", "category"], sort=True)["first_date"].min().reset_index()
+                  .sort_values(["customer", "first_date"], kind="mergesort"))
+    return CompactFacts(days[list(DAY_COLUMNS)], categories[list(CATEGORY_COLUMNS)].reset_index(drop=True),
+                        pd.Index(uniques, name="one_id"))
 
 
 def purchase_days(compact: CompactFacts, as_of: dt.date | str | None = None) -> pd.DataFrame:
-    """Purchase days (sales amount > 0), optionally only those before as_of: one_id, paid_date, amount."""
+    """Purchase days (sales amount > 0), optionally only those before as_of: customer, paid_date, amount."""
     days = compact.days if as_of is None else compact.before(as_of).days
-    return days.loc[days["amount"] > 0, ["one_id", "paid_date", "amount"]].reset_index(drop=True)
+    return days.loc[days["amount"] > 0, ["customer", "paid_date", "amount"]].reset_index(drop=True)
 
 
 def customer_extras(compact: CompactFacts, as_of: dt.date | str) -> pd.DataFrame:
-    """Per one_id with lines before as_of: category breadth, returns, channel mix of sales (index one_id)."""
+    """Per customer code with lines before as_of: category breadth, returns, channel mix of sales."""
     c = compact.before(as_of)
-    g = c.days.groupby("one_id", sort=True)
+    g = c.days.groupby("customer", sort=True)
     sums = g[["amount", "return_amount", "return_lines", *(f"amount_{ch}" for ch in CHANNELS)]].sum()
     out = pd.DataFrame(index=sums.index)
-    out["n_categories"] = c.categories.groupby("one_id").size()
+    out["n_categories"] = c.categories.groupby("customer").size()
     out["return_lines"] = sums["return_lines"]
     out["return_amount"] = sums["return_amount"]
     gross = sums["amount"]
@@ -109,22 +143,22 @@ def customer_extras(compact: CompactFacts, as_of: dt.date | str) -> pd.DataFrame
 
 
 def _window_counts(days: pd.DataFrame, age: np.ndarray, lo: int, hi: int, column: str | None = None) -> pd.Series:
-    """Purchase days (or the sum of `column`) with lo <= days-before-as_of < hi, per one_id."""
+    """Purchase days (or the sum of `column`) with lo <= days-before-as_of < hi, per customer code."""
     mask = (age >= lo) & (age < hi)
     sub = days.loc[mask]
     if column is None:
-        return sub.groupby("one_id", sort=False).size()
-    return sub.groupby("one_id", sort=False)[column].sum()
+        return sub.groupby("customer", sort=False).size()
+    return sub.groupby("customer", sort=False)[column].sum()
 
 
 def build_features(compact: CompactFacts, as_of: dt.date | str,
-                   profiles: pd.DataFrame | None = None, horizons: Sequence[int] = (30, 90),
+                   profiles: ProfileFacts | None = None, horizons: Sequence[int] = (30, 90),
                    bgnbd: BetaGeoModel | None = None) -> pd.DataFrame:
-    """Numeric features per one_id (index) for every customer with a purchase day before `as_of`.
+    """Numeric features for every customer with a purchase day before `as_of`; the index is the one_id
+    (`compact.customer_ids` known) or the integer customer code (platform path), see `CompactFacts.label`.
 
     `compact`: CompactFacts of the order lines (only rows before as_of are used, so passing more is safe).
-    `profiles`: gold_profiles-shaped frame with one_id and
-    the boolean flags in PROFILE_FLAGS plus optional `memberships` (registered_at before as_of counts).
+    `profiles`: ProfileFacts keyed by the same customer codes (cards registered before as_of count).
     `bgnbd`: a fitted model to use; by default one is fitted on this population (BG/NBD is unsupervised).
 
     Step 1: days before as-of per purchase (age), first/last purchase, frequency and spend.
@@ -135,10 +169,10 @@ def build_features(compact: CompactFacts, as_of: dt.date | str,
     """
     as_of_ts = _as_date(as_of)
     d = purchase_days(compact, as_of_ts)
-    d = d.sort_values(["one_id", "paid_date"], kind="mergesort").reset_index(drop=True)
+    d = d.sort_values(["customer", "paid_date"], kind="mergesort").reset_index(drop=True)
     age = (as_of_ts - d["paid_date"]).dt.days.to_numpy()
     d["age"] = age
-    g = d.groupby("one_id", sort=True)
+    g = d.groupby("customer", sort=True)
 
     # Step 1
     f = pd.DataFrame(index=g.size().index)
@@ -153,10 +187,10 @@ def build_features(compact: CompactFacts, as_of: dt.date | str,
     f["active_span_days"] = f["tenure_days"] - f["recency_days"]
 
     # Step 2: gaps between consecutive purchase days of the same customer
-    same = d["one_id"].to_numpy()[1:] == d["one_id"].to_numpy()[:-1]
+    same = d["customer"].to_numpy()[1:] == d["customer"].to_numpy()[:-1]
     gap = np.where(same, age[:-1] - age[1:], np.nan)
-    gaps = pd.DataFrame({"one_id": d["one_id"].to_numpy()[1:], "gap": gap}).dropna()
-    gg = gaps.groupby("one_id", sort=True)["gap"]
+    gaps = pd.DataFrame({"customer": d["customer"].to_numpy()[1:], "gap": gap}).dropna()
+    gg = gaps.groupby("customer", sort=True)["gap"]
     f["gap_mean"] = gg.mean()
     f["gap_median"] = gg.median()
     f["gap_std"] = gg.std()
@@ -186,7 +220,7 @@ def build_features(compact: CompactFacts, as_of: dt.date | str,
     x = (f["frequency"] - 1).to_numpy(float)
     t_x = f["active_span_days"].to_numpy(float)
     T = f["tenure_days"].to_numpy(float)
-    model = bgnbd if bgnbd is not None else BetaGeoModel().fit(x, t_x, T)
+    model = bgnbd if bgnbd is not None else BetaGeoModel().fit(x, t_x, T, max_customers=BGNBD_FIT_MAX_CUSTOMERS)
     f["bg_p_alive"] = model.p_alive(x, t_x, T)
     for horizon in horizons:
         f[f"bg_p_none_{horizon}"] = model.p_no_purchase(x, t_x, T, horizon)
@@ -196,32 +230,24 @@ def build_features(compact: CompactFacts, as_of: dt.date | str,
     # Step 5
     f = f.join(customer_extras(compact, as_of_ts), how="left")
     f["categories_per_purchase"] = f["n_categories"] / f["frequency"]
-    if profiles is not None and len(profiles):
+    if profiles is not None and len(profiles.flags):
         f = f.join(profile_features(profiles, as_of_ts), how="left")
-    f.index.name = "one_id"
-    return f.astype(float)
+    f = f.astype(float)
+    f.index = compact.label(f.index.to_numpy())
+    return f
 
 
-def profile_features(profiles: pd.DataFrame, as_of: dt.date | str) -> pd.DataFrame:
-    """Flags from gold_profiles per one_id. Membership counts only cards registered before as_of; has_app and
-    WeCom contact are current snapshots (gold_profiles carries no date for them) -- see docs/models.md."""
+def profile_features(profiles: ProfileFacts, as_of: dt.date | str) -> pd.DataFrame:
+    """Flags from gold_profiles per customer code. Membership counts only cards registered before as_of;
+    has_app and WeCom contact are current snapshots (gold_profiles carries no date for them) -- see
+    docs/models.md. Vectorised: no Python work per customer."""
     as_of_ts = _as_date(as_of)
-    p = profiles.set_index("one_id")
-    out = pd.DataFrame(index=p.index)
-    for flag in PROFILE_FLAGS:
-        if flag in p:
-            out[flag] = p[flag].fillna(False).astype(float)
-    if "memberships" in p:
-        def dated(ms: object) -> tuple[float, float]:
-            cards = [m for m in (ms if ms is not None else []) if m.get("registered_at") is not None
-                     and pd.Timestamp(m["registered_at"]).tz_localize(None) < as_of_ts]
-            if not cards:
-                return 0.0, np.nan
-            first = min(pd.Timestamp(m["registered_at"]).tz_localize(None) for m in cards)
-            return float(len(cards)), float((as_of_ts - first).days)
-        pairs = p["memberships"].map(dated)
-        out["member_cards"] = [a for a, _ in pairs]
-        out["member_tenure_days"] = [b for _, b in pairs]
+    out = profiles.flags.astype(float)
+    if profiles.cards is not None:
+        cards = profiles.cards.loc[profiles.cards["registered_date"].to_numpy() < as_of_ts.to_datetime64()]
+        g = cards.groupby("customer", sort=True)["registered_date"]
+        out["member_cards"] = g.size().reindex(out.index).fillna(0).astype(float)
+        out["member_tenure_days"] = (as_of_ts - g.min()).dt.days.reindex(out.index).astype(float)
         out["is_member"] = (out["member_cards"] > 0).astype(float)
         if "is_paid_member" in out:
             out["is_paid_member"] = out["is_paid_member"] * out["is_member"]
@@ -229,9 +255,10 @@ def profile_features(profiles: pd.DataFrame, as_of: dt.date | str) -> pd.DataFra
 
 
 def labels(compact: CompactFacts, as_of: dt.date | str, horizon: int) -> pd.Series:
-    """1.0 per one_id with a purchase day in [as_of, as_of + horizon), else absent (fill with 0)."""
+    """1.0 per customer (indexed like build_features) with a purchase day in [as_of, as_of + horizon), else
+    absent (fill with 0)."""
     as_of_ts = _as_date(as_of)
     days = purchase_days(compact)
-    paid = pd.to_datetime(days["paid_date"])
-    mask = (paid >= as_of_ts) & (paid < as_of_ts + pd.Timedelta(days=horizon))
-    return pd.Series(1.0, index=pd.Index(days.loc[mask, "one_id"].unique(), name="one_id"))
+    paid = days["paid_date"].to_numpy()
+    mask = (paid >= as_of_ts.to_datetime64()) & (paid < (as_of_ts + pd.Timedelta(days=horizon)).to_datetime64())
+    return pd.Series(1.0, index=compact.label(np.unique(days.loc[mask, "customer"].to_numpy())))

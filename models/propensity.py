@@ -12,7 +12,9 @@ invariant to that drift. Both are general, not tuned to one shop.
 
 Steps of `fit_propensity`:
 1. Training as-of dates: latest = end - H (its label window closes before `end`), then every `step` days back.
-2. Features per date (`cdp.models.features.build_features`), cohort-relative ranks added, labels per date.
+2. Features per date (`cdp.models.features.build_features`), cohort-relative ranks added (on the whole
+   snapshot), labels per date; then, when a snapshot has more than `max_rows_per_as_of` customers, a seeded
+   sample stratified by label keeps that many rows (same positive rate; seed = model seed + date).
 3. Time-based split: the latest date is the calibration set, the older ones train the boosted ensemble
    (HistGradientBoosting, `ensemble_size` seeds with feature subsampling, averaged).
 4. A sigmoid (Platt) or isotonic calibrator maps the older ensemble's out-of-time scores on the latest date
@@ -44,6 +46,9 @@ RELATIVE_FEATURES = ("recency_days", "frequency", "monetary", "tenure_days", "ga
                      "n_0_90", "amount_0_90", "purchase_rate")
 
 
+SCORE_CHUNK_ROWS = 200_000
+
+
 class ModelError(CdpError):
     """A model cannot be trained or applied (for example: not enough history)."""
 
@@ -60,6 +65,26 @@ def add_relative_features(features: pd.DataFrame) -> pd.DataFrame:
 def target(compact: CompactFacts, index: pd.Index, as_of: dt.date | str, horizon: int, task: Task) -> np.ndarray:
     bought = labels(compact, as_of, horizon).reindex(index).fillna(0.0).to_numpy()
     return 1.0 - bought if task == "churn" else bought
+
+
+def stratified_sample(y: np.ndarray, max_rows: int | None, seed: int, as_of: dt.date) -> np.ndarray | None:
+    """Row positions (sorted) of a seeded sample of at most `max_rows` rows with the positive rate of `y`;
+    None when no sampling is needed. Each class keeps round(max_rows * class share) rows, drawn without
+    replacement with a generator seeded by (seed, as_of), so equal inputs give equal samples.
+
+    >>> y = np.array([1.0] * 30 + [0.0] * 70)
+    >>> keep = stratified_sample(y, 10, seed=1, as_of=dt.date(2024, 1, 1))
+    >>> len(keep), y[keep].sum()
+    (10, 3.0)
+    """
+    if max_rows is None or len(y) <= max_rows:
+        return None
+    rng = np.random.default_rng([seed, as_of.toordinal()])
+    picked = []
+    for value in (0.0, 1.0):
+        rows = np.flatnonzero(y == value)
+        picked.append(rng.choice(rows, size=int(round(max_rows * len(rows) / len(y))), replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def training_dates(end: dt.date, horizon: int, cfg: TrainingConfig, first_fact: dt.date) -> list[dt.date]:
@@ -93,8 +118,12 @@ class PropensityModel:
     training_dates: list[str] = field(default_factory=list)
 
     def raw_score(self, features: pd.DataFrame) -> np.ndarray:
-        X = features.reindex(columns=self.feature_columns)
-        return np.mean([m.predict_proba(X)[:, 1] for m in self.members], axis=0)
+        """Mean member probability, in chunks of SCORE_CHUNK_ROWS rows (bounded memory for millions)."""
+        out = np.empty(len(features))
+        for start in range(0, len(features), SCORE_CHUNK_ROWS):
+            X = features.iloc[start:start + SCORE_CHUNK_ROWS].reindex(columns=self.feature_columns)
+            out[start:start + len(X)] = np.mean([m.predict_proba(X)[:, 1] for m in self.members], axis=0)
+        return out
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         raw = self.raw_score(features)
@@ -124,7 +153,8 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
                    snapshots: dict[dt.date, pd.DataFrame] | None = None) -> tuple[PropensityModel, dict]:
     """Train on facts before `end` only (labels of the latest training date end the day before `end`).
 
-    `snapshots` is an optional cache {as_of: features} shared between calls (features do not depend on the task).
+    `snapshots` is an optional cache {as_of: features} shared between calls (features do not depend on the
+    task; the cache holds whole snapshots, sampling happens per task).
     """
     days = compact.days
     if days.empty:
@@ -135,14 +165,20 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
         raise ModelError(f"{task}: need at least 2 training as-of dates with {cfg.min_history_days} days of history "
                          f"and a closed {horizon}-day label window before {end}; have {len(dates)}")
     # Step 2
-    frames, ys = [], []
-    cache = snapshots if snapshots is not None else {}
+    frames, ys, snapshot_rows = [], [], []
     for as_of in dates:
-        if as_of not in cache:
-            cache[as_of] = snapshot(compact, as_of, profiles)
-        f = cache[as_of]
+        f = snapshots.get(as_of) if snapshots is not None else None
+        if f is None:
+            f = snapshot(compact, as_of, profiles)
+            if snapshots is not None:
+                snapshots[as_of] = f
+        y = target(compact, f.index, as_of, horizon, task)
+        snapshot_rows.append(len(f))
+        keep = stratified_sample(y, cfg.max_rows_per_as_of, seed, as_of)
+        if keep is not None:
+            f, y = f.iloc[keep], y[keep]
         frames.append(f)
-        ys.append(target(compact, f.index, as_of, horizon, task))
+        ys.append(y)
     columns = sorted(set().union(*(f.columns for f in frames)))
     # Step 3: time-based split -- the latest date calibrates, older dates train
     X_train = pd.concat([f.reindex(columns=columns) for f in frames[1:]])
@@ -167,7 +203,7 @@ def fit_propensity(compact: CompactFacts, end: dt.date, task: Task, horizon: int
         X_all = pd.concat([X_train, X_cal])
         model.members = fit_ensemble(X_all, np.concatenate([y_train, y_cal]), cfg, seed)
     metrics.update(train_rows=int(len(X_train)), calibration_rows=int(len(X_cal)),
-                   train_positive_rate=float(y_train.mean()))
+                   train_positive_rate=float(y_train.mean()), snapshot_rows=snapshot_rows)
     log.info("%s: trained on %d rows (%d dates), calibration AUC %.3f", task, len(X_train), len(dates) - 1,
              metrics["calibration_roc_auc"])
     return model, metrics

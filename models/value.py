@@ -22,15 +22,16 @@ def quantile_tiers(values: np.ndarray, tiers: dict[str, float]) -> np.ndarray:
 
 
 def clv_scores(features: pd.DataFrame, cfg: ModelsConfig) -> pd.DataFrame:
+    """score (expected spend) and grade (tier) per customer, indexed like `features`."""
     value = predict_clv(features, cfg.clv.horizon_days)
-    return pd.DataFrame({"one_id": features.index, "score": value, "grade": quantile_tiers(value, cfg.clv.tiers)})
+    return pd.DataFrame({"score": value, "grade": quantile_tiers(value, cfg.clv.tiers)}, index=features.index)
 
 
 def winback_scores(features: pd.DataFrame, cfg: ModelsConfig) -> pd.DataFrame:
+    """score (win-back value) and grade (tier) per dormant customer, indexed like `features`."""
     dormant = features.loc[features["recency_days"] >= cfg.winback.dormant_after_days]
     if dormant.empty:
-        return pd.DataFrame({"one_id": [], "score": [], "grade": []})
+        return pd.DataFrame({"score": [], "grade": []}, index=dormant.index)
     years = np.maximum(dormant["tenure_days"].to_numpy(float), 365.0) / 365.0
     value = dormant["bg_p_alive"].to_numpy(float) * dormant["monetary"].to_numpy(float) / years
-    return pd.DataFrame({"one_id": dormant.index, "score": value,
-                         "grade": quantile_tiers(value, cfg.winback.tiers)})
+    return pd.DataFrame({"score": value, "grade": quantile_tiers(value, cfg.winback.tiers)}, index=dormant.index)

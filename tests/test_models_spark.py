@@ -48,7 +48,7 @@ def test_models_platform_path(spark, settings):
     from cdp import score_models, train_models
     from cdp.lake import overwrite_table, read_table
     from cdp.models.features import compact_facts
-    from cdp.models.spark_features import compact_facts_spark
+    from cdp.models.spark_features import compact_facts_spark, customer_codes, profile_facts
 
     facts = spark.createDataFrame(_fact_rows(), FACTS_SCHEMA)
     overwrite_table(facts, settings, "gold_order_facts")
@@ -63,9 +63,22 @@ def test_models_platform_path(spark, settings):
     pdf = pd.DataFrame(_fact_rows(), columns=[c.split()[0] for c in FACTS_SCHEMA.split(", ")])
     pdf["amount"] = pdf["amount"].astype(float)
     expected = compact_facts(pdf.loc[pdf["paid_date"] < RUN_DATE])
-    got = compact_facts_spark(read_table(spark, settings, "gold_order_facts"), before=RUN_DATE)
+    gold = read_table(spark, settings, "gold_order_facts")
+    customers = customer_codes(gold, before=RUN_DATE)
+    got = compact_facts_spark(gold, customers, before=RUN_DATE)
     pd.testing.assert_frame_equal(got.days, expected.days, check_dtype=False)
     pd.testing.assert_frame_equal(got.categories, expected.categories, check_dtype=False)
+    # ...with the same customer codes: the Spark map (kept in Spark) numbers the one_ids like the pandas twin
+    code_map = {r["customer"]: r["one_id"] for r in customers.collect()}
+    assert [code_map[i] for i in range(len(code_map))] == list(expected.customer_ids)
+    assert got.customer_ids is None and got.days["customer"].dtype == "int32"
+    # profiles reach the driver as numbers per code: c00 has one card (2023-05-01), solo one (2024-12-01)
+    prof = profile_facts(read_table(spark, settings, "gold_profiles"), customers)
+    codes = {v: k for k, v in code_map.items()}
+    assert prof.flags.loc[codes["solo"]].to_dict() == {"is_member": 1.0, "is_paid_member": 1.0, "has_app": 0.0,
+                                                      "is_wecom_added": 1.0, "has_marketing_consent": 0.0}
+    assert sorted(map(tuple, prof.cards.itertuples(index=False))) == sorted(
+        [(codes["c00"], pd.Timestamp("2023-05-01")), (codes["solo"], pd.Timestamp("2024-12-01"))])
 
     # 2. scoring with an empty registry trains churn + repurchase on the fly and writes every model
     summary = score_models.run(spark, settings, RUN_DATE)
