@@ -54,10 +54,10 @@ def score(spark: SparkSession, settings: Settings, run_date: dt.date,
     import pandas as pd
 
     from cdp.models.config import grade, load_models_config
-    from cdp.models.propensity import ModelError, snapshot
+    from cdp.models.propensity import ModelError, retain_snapshots, snapshot
     from cdp.models.registry import latest_model
     from cdp.models.value import clv_scores, winback_scores
-    from cdp.train_models import TASKS, train_task
+    from cdp.train_models import TASKS, later_dates, train_task
 
     cfg = load_models_config(settings)
     compact, profiles, version = inputs.compact, inputs.profiles, inputs.data_version
@@ -65,7 +65,8 @@ def score(spark: SparkSession, settings: Settings, run_date: dt.date,
     summary: dict[str, Any] = {"scored_date": run_date.isoformat(), "customers": int(len(features)), "models": {}}
     parts = []
     snapshots: dict = {}
-    for task in TASKS:
+    for k, task in enumerate(TASKS):
+        retain_snapshots(snapshots, later_dates(compact, run_date, TASKS[k:], cfg))
         found = latest_model(spark, settings, task, run_date)
         if found is None:
             try:

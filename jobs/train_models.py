@@ -73,10 +73,19 @@ def train_task(spark: SparkSession, settings: Settings, run_date: dt.date, task:
     return {"model_version": row["model_version"], "metrics": metrics}
 
 
+def later_dates(compact: CompactFacts, run_date: dt.date, tasks: tuple[str, ...],
+                cfg: ModelsConfig) -> set[dt.date]:
+    """Training as-of dates of these tasks: the feature snapshots worth keeping in a shared cache."""
+    from cdp.models.propensity import task_training_dates
+
+    return {d for task in tasks
+            for d in task_training_dates(compact, run_date, getattr(cfg, task).horizon_days, cfg.training)}
+
+
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
     from cdp.lake import table_exists
     from cdp.models.config import load_models_config
-    from cdp.models.propensity import ModelError
+    from cdp.models.propensity import ModelError, retain_snapshots
 
     if not table_exists(spark, settings, "gold_order_facts"):
         return {"trained": [], "skipped": "gold_order_facts does not exist yet (run the profiles stage first)"}
@@ -86,7 +95,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
                                "models": {}}
     snapshots: dict = {}
     try:
-        for task in TASKS:
+        for k, task in enumerate(TASKS):
+            retain_snapshots(snapshots, later_dates(inputs.compact, run_date, TASKS[k:], cfg))
             try:
                 summary["models"][task] = train_task(spark, settings, run_date, task, inputs.compact,
                                                      inputs.profiles, inputs.data_version, cfg, snapshots)

@@ -148,8 +148,10 @@ class GammaGammaModel:
 
     params_: dict[str, float] = field(default_factory=dict)
 
-    def fit(self, frequency: np.ndarray, mean_spend: np.ndarray) -> "GammaGammaModel":
-        """Step 1: keep customers with frequency > 0 and positive mean spend.
+    def fit(self, frequency: np.ndarray, mean_spend: np.ndarray, max_customers: int | None = None,
+            seed: int = 0) -> "GammaGammaModel":
+        """Step 1: keep customers with frequency > 0 and positive mean spend (with more than `max_customers`
+                of them, a seeded random sample of that many: three population parameters).
         Step 2: maximise the marginal likelihood of the mean spend (JMR 2005, equation 3) over log-parameters."""
         x = np.asarray(frequency, dtype=float)
         m = np.asarray(mean_spend, dtype=float)
@@ -157,6 +159,9 @@ class GammaGammaModel:
         x, m = x[keep], m[keep]
         if len(x) < 3:
             raise ValueError("Gamma-Gamma needs at least 3 repeat customers with positive spend")
+        if max_customers is not None and len(x) > max_customers:
+            sample = np.sort(np.random.default_rng(seed).choice(len(x), size=max_customers, replace=False))
+            x, m = x[sample], m[sample]
         scale = float(np.mean(m))
         ms = m / scale
 

@@ -105,6 +105,19 @@ def snapshot(compact: CompactFacts, as_of: dt.date, profiles: pd.DataFrame | Non
     return add_relative_features(features)
 
 
+def task_training_dates(compact: CompactFacts, end: dt.date, horizon: int, cfg: TrainingConfig) -> list[dt.date]:
+    """The training as-of dates `fit_propensity` will use for this horizon (empty without facts)."""
+    if compact.days.empty:
+        return []
+    return training_dates(end, horizon, cfg, pd.Timestamp(compact.days["paid_date"].min()).date())
+
+
+def retain_snapshots(snapshots: dict[dt.date, pd.DataFrame], dates: set[dt.date]) -> None:
+    """Drop cached snapshots no later task needs (each full snapshot is ~0.5 KB per customer)."""
+    for as_of in [d for d in snapshots if d not in dates]:
+        del snapshots[as_of]
+
+
 @dataclass
 class PropensityModel:
     """A calibrated ensemble; `predict(features)` returns probabilities of the task's label."""
