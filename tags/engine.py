@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdp.errors import ConfigError
+from cdp.tags import facts as _facts
+from cdp.tags import lifecycle as _lifecycle
+from cdp.tags import profiles as _profiles
+from cdp.tags import rfm as _rfm
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -102,27 +107,25 @@ class Condition:
         yield self
 
 
+_COMBINATIONS = {"all": (operator.and_, "AND"), "any": (operator.or_, "OR")}
+
+
 @dataclass(frozen=True)
 class _Combination(Condition):
-    """`all:` / `any:` over a list of conditions; subclasses name the key, the word and the Spark operator."""
+    """`all:` (AND) / `any:` (OR) over a list of conditions; a subclass names its YAML key."""
     items: tuple[Condition, ...]
     key: ClassVar[str]
-    word: ClassVar[str]
-
-    @staticmethod
-    def combine(a: Column, b: Column) -> Column:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def column(self, run_date: dt.date) -> Column:
         from functools import reduce
 
-        return reduce(self.combine, (c.column(run_date) for c in self.items))
+        return reduce(_COMBINATIONS[self.key][0], (c.column(run_date) for c in self.items))
 
     def to_yaml(self) -> Any:
         return {self.key: [c.to_yaml() for c in self.items]}
 
     def describe(self) -> str:
-        return "(" + f" {self.word} ".join(c.describe() for c in self.items) + ")"
+        return "(" + f" {_COMBINATIONS[self.key][1]} ".join(c.describe() for c in self.items) + ")"
 
     def walk(self) -> Iterable[Condition]:
         yield self
@@ -133,21 +136,11 @@ class _Combination(Condition):
 @dataclass(frozen=True)
 class All(_Combination):
     key = "all"
-    word = "AND"
-
-    @staticmethod
-    def combine(a: Column, b: Column) -> Column:
-        return a & b
 
 
 @dataclass(frozen=True)
 class AnyOf(_Combination):
     key = "any"
-    word = "OR"
-
-    @staticmethod
-    def combine(a: Column, b: Column) -> Column:
-        return a | b
 
 
 @dataclass(frozen=True)
@@ -360,34 +353,35 @@ class _SpecCondition(Condition):
         return f"{self.key} " + " ".join(f"{k}={v}" for k, v in self.spec.model_dump(exclude_none=True).items())
 
 
-def _exists_element(array_column: str, spec: _Body) -> Column:
-    """Some struct of `array_column` matches every field `spec` gives: a list is "any of", a yes/no compares
-    with unknown as false, text must be equal. A spec that gives nothing matches any element."""
-    from pyspark.sql import functions as F
+class _ElementCondition(_SpecCondition):
+    """Some struct of the base column `array_column` matches every field the spec gives: a list is "any of", a
+    yes/no compares with unknown as false, text must be equal. A spec that gives nothing matches any element."""
+    array_column: ClassVar[str]
 
-    given = spec.model_dump(exclude_none=True)
+    def column(self, run_date: dt.date) -> Column:
+        from pyspark.sql import functions as F
 
-    def predicate(element):
-        cond = F.lit(True)
-        for name, value in given.items():
-            if isinstance(value, bool):
-                cond = cond & (F.coalesce(element[name], F.lit(False)) == F.lit(value))
-            elif isinstance(value, list):
-                cond = cond & element[name].isin(value)
-            else:
-                cond = cond & (element[name] == F.lit(value))
-        return cond
+        given = self.spec.model_dump(exclude_none=True)
 
-    return F.exists(F.coalesce(F.col(array_column), F.array()), predicate)
+        def predicate(element):
+            cond = F.lit(True)
+            for name, value in given.items():
+                if isinstance(value, bool):
+                    cond = cond & (F.coalesce(element[name], F.lit(False)) == F.lit(value))
+                elif isinstance(value, list):
+                    cond = cond & element[name].isin(value)
+                else:
+                    cond = cond & (element[name] == F.lit(value))
+            return cond
+
+        return F.exists(F.coalesce(F.col(self.array_column), F.array()), predicate)
 
 
 @dataclass(frozen=True)
-class Membership(_SpecCondition):
+class Membership(_ElementCondition):
     key = "membership"
+    array_column = "memberships"
     spec: MembershipSpec
-
-    def column(self, run_date: dt.date) -> Column:
-        return _exists_element("memberships", self.spec)
 
 
 @dataclass(frozen=True)
@@ -444,12 +438,10 @@ class WecomTagSpec(_Body):
 
 
 @dataclass(frozen=True)
-class WecomTag(_SpecCondition):
+class WecomTag(_ElementCondition):
     key = "wecom_tag"
+    array_column = "wecom_tags"
     spec: WecomTagSpec
-
-    def column(self, run_date: dt.date) -> Column:
-        return _exists_element("wecom_tags", self.spec)
 
     def describe(self) -> str:
         return f"WeCom tag {self.spec.group_name or '*'}/{self.spec.tag_name or '*'}"
@@ -856,29 +848,16 @@ def load_tag_catalog(folder: str | Path) -> TagCatalog:
 
 
 # ------------------------------------------------------------------------------ the base table (one row per one_id)
-# Schemas of the gold inputs (docs/tables.md, GOLD_INTERFACE); used for absent optional inputs and in tests.
-PROFILES_SCHEMA = (
-    "one_id string, mobile_count int, member_card_count int, unionid_count int, openid_count int, "
-    "external_userid_count int, buyer_id_count int, name_masked string, gender string, birthday date, city string, "
-    "memberships array<struct<brand_id:string,member_card_no:string,level:string,is_paid_member:boolean,"
-    "marketing_consent:boolean,registered_at:timestamp>>, is_member boolean, is_paid_member boolean, "
-    "has_marketing_consent boolean, has_app boolean, home_store_id string, home_city string, "
-    "wecom_guide_userids array<string>, is_wecom_added boolean, channels array<string>, "
-    "first_purchase_at timestamp, last_purchase_at timestamp, first_purchase_date date, last_purchase_date date, "
-    "order_count int, total_amount decimal(18,2), order_count_pos int, order_count_miniprogram int, "
-    "order_count_ecommerce int, amount_pos decimal(18,2), amount_miniprogram decimal(18,2), "
-    "amount_ecommerce decimal(18,2), as_of_date date")
-ORDER_FACTS_SCHEMA = (
-    "one_id string, channel string, platform string, brand_id string, store_id string, order_id string, "
-    "source_record_id string, line_key string, paid_at timestamp, paid_date date, sku_id string, sku_name string, "
-    "category string, quantity decimal(12,3), amount decimal(18,2), is_return boolean")
-LIFECYCLE_SCHEMA = "one_id string, as_of_date date, stage string, stage_since date"
-RFM_SCHEMA = ("one_id string, as_of_date date, window_days int, recency_days int, frequency int, "
-              "monetary decimal(18,2), r_score int, f_score int, m_score int, fm_score int, rfm_segment string")
+# Schemas of the inputs (docs/tables.md); used for absent optional inputs and in tests. The gold ones are those
+# their writers conform to (stage `profiles`), so the two cannot drift apart.
+PROFILES_SCHEMA = _profiles.PROFILE_SCHEMA
+ORDER_FACTS_SCHEMA = _facts.FACT_SCHEMA
+LIFECYCLE_SCHEMA = _lifecycle.LIFECYCLE_SCHEMA
+RFM_SCHEMA = _rfm.RFM_SCHEMA
 MODEL_SCORES_SCHEMA = ("one_id string, model string, score double, grade string, model_version string, "
                        "scored_date date")
-CATALOG_SCHEMA = "sku_id string, sku_name string, category string, brand string, list_price decimal(18,2)"
-STORES_SCHEMA = "store_id string, store_name string, city string, region string"
+CATALOG_SCHEMA = _facts.SILVER_COLUMNS["silver_catalog"]
+STORES_SCHEMA = _facts.SILVER_COLUMNS["silver_stores"]
 WECOM_CONTACTS_SCHEMA = (
     "external_userid string, guide_userid string, store_id string, one_id string, is_active boolean, "
     "tags array<struct<group_name:string,tag_name:string>>")

@@ -18,6 +18,11 @@ from decimal import Decimal
 
 from cdp.lake import overwrite_table
 from cdp.privacy import hash_value, load_secret
+from cdp.tags.engine import MODEL_SCORES_SCHEMA
+from cdp.tags.facts import FACT_SCHEMA
+from cdp.tags.lifecycle import LIFECYCLE_SCHEMA, TRANSITION_SCHEMA
+from cdp.tags.profiles import PROFILE_SCHEMA
+from cdp.tags.rfm import RFM_SCHEMA
 
 AS_OF = dt.date(2026, 6, 30)
 KYOHO, BLACK = "S20101", "S20102"  # the skus of conf/segments/kyoho_not_black_vine.yaml
@@ -39,18 +44,6 @@ def write_tiny_lake(spark, settings) -> None:
     """Write the tables above, then build gold_segment_base and the tags with the real tags job."""
     key = load_secret(settings)
     mobile_a_hash = hash_value(MOBILE_A, "mobile", key)
-    membership = "array<struct<brand_id:string,member_card_no:string,level:string,is_paid_member:boolean," \
-                 "marketing_consent:boolean,registered_at:timestamp>>"
-    profile_schema = (
-        "one_id string, mobile_count int, member_card_count int, unionid_count int, openid_count int, "
-        "external_userid_count int, buyer_id_count int, name_masked string, gender string, birthday date, "
-        f"city string, memberships {membership}, is_member boolean, is_paid_member boolean, "
-        "has_marketing_consent boolean, has_app boolean, home_store_id string, home_city string, "
-        "wecom_guide_userids array<string>, is_wecom_added boolean, channels array<string>, "
-        "first_purchase_at timestamp, last_purchase_at timestamp, first_purchase_date date, last_purchase_date date, "
-        "order_count int, total_amount decimal(18,2), order_count_pos int, order_count_miniprogram int, "
-        "order_count_ecommerce int, amount_pos decimal(18,2), amount_miniprogram decimal(18,2), "
-        "amount_ecommerce decimal(18,2), as_of_date date")
 
     def member(card, consent, paid=False):
         return [("main", card, "gold" if paid else "silver", paid, consent, _ts(400))]
@@ -73,12 +66,7 @@ def write_tiny_lake(spark, settings) -> None:
         profile("OID_E", "钱*", [], False, None, [], [], None, None, 0, "0.00"),
         profile("OID_F", "孙*", member("M00066666", True), True, None, ["G2"], ["ecommerce"], 100, 100, 1, "45.00"),
     ]
-    overwrite_table(spark.createDataFrame(profiles, profile_schema), settings, "gold_profiles")
-
-    facts_schema = ("one_id string, channel string, platform string, brand_id string, store_id string, "
-                    "order_id string, source_record_id string, line_key string, paid_at timestamp, paid_date date, "
-                    "sku_id string, sku_name string, category string, quantity decimal(12,3), "
-                    "amount decimal(18,2), is_return boolean")
+    overwrite_table(spark.createDataFrame(profiles, PROFILE_SCHEMA), settings, "gold_profiles")
 
     def line(one_id, channel, order, days, sku, amount, store=None, platform=None):
         name = {KYOHO: "巨峰葡萄", BLACK: "黑藤巨峰"}[sku]
@@ -93,34 +81,27 @@ def write_tiny_lake(spark, settings) -> None:
         line("OID_D", "miniprogram", "E1", 10, KYOHO, "39.90"),
         line("OID_F", "ecommerce", "tmall:T1", 100, KYOHO, "45.00", platform="tmall"),
     ]
-    overwrite_table(spark.createDataFrame(facts, facts_schema), settings, "gold_order_facts")
+    overwrite_table(spark.createDataFrame(facts, FACT_SCHEMA), settings, "gold_order_facts")
 
-    rfm_schema = ("one_id string, as_of_date date, window_days int, recency_days int, frequency int, "
-                  "monetary decimal(18,2), r_score int, f_score int, m_score int, fm_score int, rfm_segment string")
     rfm = [("OID_A", AS_OF, 365, 30, 1, Decimal("39.90"), 4, 2, 2, 2, "Promising"),
            ("OID_B", AS_OF, 365, 5, 2, Decimal("99.80"), 5, 5, 5, 5, "Champions"),
            ("OID_C", AS_OF, 365, 200, 1, Decimal("39.90"), 1, 2, 2, 2, "Hibernating"),
            ("OID_D", AS_OF, 365, 10, 1, Decimal("39.90"), 5, 1, 2, 1, "New"),
            ("OID_F", AS_OF, 365, 100, 1, Decimal("45.00"), 2, 3, 3, 3, "Need Attention")]
-    overwrite_table(spark.createDataFrame(rfm, rfm_schema), settings, "gold_rfm")
+    overwrite_table(spark.createDataFrame(rfm, RFM_SCHEMA), settings, "gold_rfm")
 
     stages = {"OID_A": "active", "OID_B": "loyal", "OID_C": "churned", "OID_D": "new", "OID_E": "prospect",
               "OID_F": "dormant"}
     earlier = AS_OF - dt.timedelta(days=30)
     lifecycle = [(o, AS_OF, s, _d(3)) for o, s in stages.items()]
     lifecycle += [(o, earlier, "active" if o in ("OID_A", "OID_F", "OID_B") else s, _d(60)) for o, s in stages.items()]
-    overwrite_table(spark.createDataFrame(lifecycle, "one_id string, as_of_date date, stage string, stage_since date"),
-                    settings, "gold_lifecycle")
+    overwrite_table(spark.createDataFrame(lifecycle, LIFECYCLE_SCHEMA), settings, "gold_lifecycle")
     transitions = [("OID_F", "active", "dormant", _d(3)), ("OID_A", "new", "active", _d(25))]
-    overwrite_table(spark.createDataFrame(
-        transitions, "one_id string, from_stage string, to_stage string, changed_date date"),
-        settings, "gold_lifecycle_transitions")
+    overwrite_table(spark.createDataFrame(transitions, TRANSITION_SCHEMA), settings, "gold_lifecycle_transitions")
 
     scores = [("OID_A", "churn", 0.1, "low", "v1", AS_OF), ("OID_A", "repurchase", 0.8, "high", "v1", AS_OF),
               ("OID_F", "churn", 0.9, "high", "v1", AS_OF), ("OID_D", "churn", 0.5, "medium", "v1", AS_OF)]
-    overwrite_table(spark.createDataFrame(scores, "one_id string, model string, score double, grade string, "
-                                                  "model_version string, scored_date date"),
-                    settings, "gold_model_scores")
+    overwrite_table(spark.createDataFrame(scores, MODEL_SCORES_SCHEMA), settings, "gold_model_scores")
 
     members = [("old_seg", o, AS_OF) for o in ("OID_A", "OID_B")] + [("other_seg", o, AS_OF) for o in ("OID_B", "OID_C")]
     overwrite_table(spark.createDataFrame(members, "segment string, one_id string, run_date date"),
