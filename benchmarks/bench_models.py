@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
-import shutil
-import tempfile
-from pathlib import Path
 
-from benchmarks.harness import Measurement, machine, measure, write_report
+from benchmarks.harness import (Measurement, bench_sizes, machine, measure, replace_docs_section, size_label,
+                                tree_cpu_s, write_report)
 
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "benchmarks.md"
 HEADING = "## Models"
 RUN_DATE = dt.date(2026, 6, 30)
 FACTS_SCHEMA = ("one_id string, channel string, platform string, brand_id string, store_id string, order_id string, "
@@ -64,21 +59,6 @@ def synthetic_facts(spark, customers: int, seed: int = 11):
         .where(F.col("paid_date") < F.lit(RUN_DATE)))
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and its children (the JVM): on a shared, busy machine wall time overstates
-    the cost, CPU time does not."""
-    import psutil
-
-    proc = psutil.Process()
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
-
-
 def bench(spark, settings, customers: int) -> list[Measurement]:
     from cdp import score_models
     from cdp.lake import overwrite_table, read_table
@@ -86,49 +66,40 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     from cdp.models.features import build_features
     from cdp.train_models import load_inputs, train_task
 
-    label = f"{customers // 1000}k" if customers < 1_000_000 else f"{customers // 1_000_000}M"
+    label = size_label(customers)
     results = []
-    cpu = _cpu_s()
+    cpu = tree_cpu_s()
     with measure(f"{label}: write synthetic gold_order_facts") as m:
         overwrite_table(synthetic_facts(spark, customers), settings, "gold_order_facts")
-    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
+    m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = read_table(spark, settings, "gold_order_facts").count()
     results.append(m)
     with measure(f"{label}: compaction in Spark -> driver (customer-days)") as m:
         compact, profiles, version = load_inputs(spark, settings, RUN_DATE)
-    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
+    m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = len(compact.days)
     m.extra["driver_frame_mb"] = float(compact.days.memory_usage(deep=True).sum() / 2**20)
     results.append(m)
     with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
         features = build_features(compact, RUN_DATE)
-    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
+    m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = len(features)
     m.extra["columns"] = features.shape[1]
     results.append(m)
     cfg = load_models_config(settings)
     with measure(f"{label}: train churn (4 as-of dates, calibrated, registered)") as m:
         trained = train_task(spark, settings, RUN_DATE, "churn", compact, profiles, version, cfg)
-    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
+    m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = trained["metrics"]["train_rows"] + trained["metrics"]["calibration_rows"]
     m.extra["calibration_auc"] = trained["metrics"]["calibration_roc_auc"]
     results.append(m)
     del compact, features
     with measure(f"{label}: daily scoring job (trains repurchase on the fly) -> gold_model_scores") as m:
         summary = score_models.run(spark, settings, RUN_DATE)
-    m.extra["cpu_s"], cpu = _cpu_s() - cpu, _cpu_s()
+    m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = summary["customers"]
     results.append(m)
     return results
-
-
-def append_docs(text: str) -> None:
-    """Replace the section under HEADING in docs/benchmarks.md (or add it at the end)."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n{text.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(section + "\n", doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + section
-    DOC.write_text(doc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,36 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append-docs", action="store_true")
     args = parser.parse_args(argv)
 
-    from cdp.config import load_settings
     from cdp.entry import setup_logging
-    from cdp.spark import build_spark
 
     setup_logging()
-    work = Path(tempfile.mkdtemp(prefix="bench_models_"))
-    try:
-        settings = load_settings("local", overrides={"lake_dir": str(work / "lake"), "landing_dir": str(work)})
-        spark = build_spark(settings.spark)
-        results: list[Measurement] = []
-        for customers in args.customers:
-            results += bench(spark, settings, customers)
-            shutil.rmtree(work / "lake", ignore_errors=True)
-        text = write_report("Models", results)
-        print(text)
-        for m in results:
-            if m.extra:
-                print(m.name, m.extra)
-        if args.append_docs:
-            notes = (f"Synthetic gold_order_facts (`python -m benchmarks.bench_models --customers "
-                     f"{' '.join(map(str, args.customers))} --append-docs`): per-customer purchase rhythm (15-120 "
-                     "days), random active period over two years, 1-3 lines per order, 5 % returns, 4 categories, "
-                     "3 channels. Spark local profile (local[*], 8 shuffle partitions, 6 GiB driver); the models run "
-                     f"on the driver. Machine shared with other work while measured. {machine()}.\n\n")
-            extras = "\n".join(f"- {m.name}: " + ", ".join(f"{k} = {v:,.3g}" if isinstance(v, float) else f"{k} = {v}"
-                                                            for k, v in m.extra.items()) for m in results if m.extra)
-            append_docs(notes + "\n".join(text.splitlines()[4:]) + "\n\n" + extras)
-        spark.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    results = bench_sizes("bench_models_", args.customers, bench)
+    text = write_report("Models", results)
+    print(text)
+    for m in results:
+        if m.extra:
+            print(m.name, m.extra)
+    if args.append_docs:
+        notes = (f"Synthetic gold_order_facts (`python -m benchmarks.bench_models --customers "
+                 f"{' '.join(map(str, args.customers))} --append-docs`): per-customer purchase rhythm (15-120 "
+                 "days), random active period over two years, 1-3 lines per order, 5 % returns, 4 categories, "
+                 "3 channels. Spark local profile (local[*], 8 shuffle partitions, 6 GiB driver); the models run "
+                 f"on the driver. Machine shared with other work while measured. {machine()}.\n\n")
+        extras = "\n".join(f"- {m.name}: " + ", ".join(f"{k} = {v:,.3g}" if isinstance(v, float) else f"{k} = {v}"
+                                                        for k, v in m.extra.items()) for m in results if m.extra)
+        replace_docs_section(HEADING, notes + "\n".join(text.splitlines()[4:]) + "\n\n" + extras)
     return 0
 
 

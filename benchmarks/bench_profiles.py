@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
-import shutil
-import tempfile
-from pathlib import Path
 
-from benchmarks.harness import Measurement, machine, measure, write_report
+from benchmarks.harness import (Measurement, bench_sizes, machine, measure, replace_docs_section, size_label,
+                                write_report)
 
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "benchmarks.md"
 HEADING = "## Profiles, RFM, lifecycle"
 RUN_DATE = dt.date(2026, 6, 30)
 
@@ -72,7 +67,7 @@ def bench(spark, settings, customers: int, orders_per_customer: int) -> list[Mea
     from cdp.tags.profile_rules import load_lifecycle_rules, load_rfm_rules
     from cdp.tags.rfm import build_rfm
 
-    label = f"{customers // 1000}k" if customers < 1_000_000 else f"{customers // 1_000_000}M"
+    label = size_label(customers)
     results = []
     with measure(f"{label}: write synthetic gold_order_facts") as m:
         overwrite_table(synthetic_facts(spark, customers, orders_per_customer), settings, "gold_order_facts")
@@ -111,15 +106,6 @@ def bench(spark, settings, customers: int, orders_per_customer: int) -> list[Mea
     return results
 
 
-def append_docs(text: str) -> None:
-    """Replace the section under HEADING in docs/benchmarks.md (or add it at the end)."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n{text.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(section + "\n", doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + section
-    DOC.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -127,31 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append-docs", action="store_true")
     args = parser.parse_args(argv)
 
-    from cdp.config import load_settings
     from cdp.entry import setup_logging
-    from cdp.spark import build_spark
 
     setup_logging()
-    work = Path(tempfile.mkdtemp(prefix="bench_profiles_"))
-    try:
-        settings = load_settings("local", overrides={"lake_dir": str(work / "lake"), "landing_dir": str(work)})
-        spark = build_spark(settings.spark)
-        results: list[Measurement] = []
-        for customers in args.customers:
-            results += bench(spark, settings, customers, args.orders_per_customer)
-            shutil.rmtree(work / "lake", ignore_errors=True)
-        text = write_report("Profiles, RFM, lifecycle", results)
-        print(text)
-        if args.append_docs:
-            notes = (f"Synthetic gold_order_facts (`python -m benchmarks.bench_profiles --customers "
-                     f"{' '.join(map(str, args.customers))} --append-docs`): {args.orders_per_customer} orders per "
-                     "customer on average, 1-3 lines each, over two years, 5 % returns; 20 % extra profiles without "
-                     "purchase. Spark local profile (local[*], 8 shuffle partitions, 6 GiB driver). Machine shared "
-                     f"with other work while measured. {machine()}.\n\n")
-            append_docs(notes + "\n".join(text.splitlines()[4:]))
-        spark.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    results = bench_sizes("bench_profiles_", args.customers,
+                          lambda spark, settings, n: bench(spark, settings, n, args.orders_per_customer))
+    text = write_report("Profiles, RFM, lifecycle", results)
+    print(text)
+    if args.append_docs:
+        notes = (f"Synthetic gold_order_facts (`python -m benchmarks.bench_profiles --customers "
+                 f"{' '.join(map(str, args.customers))} --append-docs`): {args.orders_per_customer} orders per "
+                 "customer on average, 1-3 lines each, over two years, 5 % returns; 20 % extra profiles without "
+                 "purchase. Spark local profile (local[*], 8 shuffle partitions, 6 GiB driver). Machine shared "
+                 f"with other work while measured. {machine()}.\n\n")
+        replace_docs_section(HEADING, notes + "\n".join(text.splitlines()[4:]))
     return 0
 
 

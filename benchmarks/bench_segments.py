@@ -20,7 +20,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from benchmarks.harness import Measurement, measure, write_report
+from benchmarks.harness import Measurement, bench_settings, measure, size_label, write_report
 
 RUN_DATE = dt.date(2026, 6, 30)
 SKUS = [  # (sku, category, product brand): a slice of the generator's catalog
@@ -128,7 +128,7 @@ def bench(spark, settings, profiles: int, lines_per_profile: int) -> list[Measur
     from cdp.tags.segments import clear_cache, load_base, load_segments, preview, run_segments
 
     results = []
-    label = f"{profiles // 1000}k" if profiles < 1_000_000 else f"{profiles // 1_000_000}M"
+    label = size_label(profiles)
     with measure(f"{label}: write synthetic gold inputs") as m:
         for name, df in synthetic_gold(spark, profiles, lines_per_profile).items():
             overwrite_table(df, settings, name)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.profiles:
         lake = Path(args.work) / f"p{n}"
         shutil.rmtree(lake, ignore_errors=True)
-        settings = load_settings(overrides={"lake_dir": str(lake / "lake"), "landing_dir": str(lake / "landing")})
+        settings = bench_settings(lake / "lake", lake / "landing", profile=None)
         results.extend(bench(spark, settings, n, args.lines_per_profile))
         print(write_report("Tags and segments", results))
         if not args.keep:

@@ -15,16 +15,14 @@ import json
 
 import pandas as pd
 
-from cdp.config import load_settings
+from benchmarks.harness import bench_session
 from cdp.lake import read_table
-from cdp.spark import build_spark
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--landing", required=True)
 parser.add_argument("--lake", required=True)
 args = parser.parse_args()
-settings = load_settings("local", overrides={"landing_dir": args.landing, "lake_dir": args.lake})
-spark = build_spark(settings.spark, extra_conf={"spark.sql.shuffle.partitions": "2"})
+settings, spark = bench_session(args.lake, args.landing, extra_conf={"spark.sql.shuffle.partitions": "2"})
 T = f"{args.landing.rstrip('/')}/_truth/"
 orders = pd.read_csv(T + "orders.csv", dtype={"source_record_id": str})
 persons = pd.read_csv(T + "persons.csv", dtype=str)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import psutil
 
@@ -120,6 +120,81 @@ def write_report(title: str, measurements: list[Measurement], out: Path | None =
     return text
 
 
+# ------------------------------------------------------------------ helpers the benchmark scripts share
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+
+
+def size_label(n: int) -> str:
+    """How a size reads in a step name: 100000 -> "100k", 1000000 -> "1M"."""
+    return f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
+
+
+def tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and its live children (the Spark JVM): on a
+    shared, busy machine wall time overstates the cost, CPU time does not."""
+    return sum(_tree_cpu(psutil.Process(os.getpid())).values())
+
+
+def bench_settings(lake: str | Path, landing: str | Path, profile: str | None = "local"):
+    """The profile's settings (default `local`; None: $CDP_PROFILE or local) with the benchmark's own lake and
+    landing folders."""
+    from cdp.config import load_settings
+
+    return load_settings(profile, overrides={"lake_dir": str(lake), "landing_dir": str(landing)})
+
+
+def bench_session(lake: str | Path, landing: str | Path, profile: str | None = "local",
+                  extra_conf: dict[str, str] | None = None):
+    """`(settings, spark)` for a benchmark's lake and landing folders: `bench_settings` plus the profile's Spark
+    session (with `extra_conf` on top)."""
+    from cdp.spark import build_spark
+
+    settings = bench_settings(lake, landing, profile)
+    return settings, build_spark(settings.spark, extra_conf=extra_conf)
+
+
+def bench_sizes(prefix: str, sizes: list[int], bench: Callable[..., list[Measurement]]) -> list[Measurement]:
+    """The measurements of `bench(spark, settings, n)` for each size n, in one Spark session (local profile) over
+    a fresh lake in a temporary folder named `prefix...`; the lake is removed after each size, the folder at the end."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        settings, spark = bench_session(work / "lake", work)
+        results: list[Measurement] = []
+        for n in sizes:
+            results += bench(spark, settings, n)
+            shutil.rmtree(work / "lake", ignore_errors=True)
+        spark.stop()
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def replace_docs_section(heading: str, text: str, doc: Path | None = None) -> None:
+    """Replace the section under `heading` (e.g. "## Models") in docs/benchmarks.md, or add it at the end."""
+    import re
+
+    doc = doc or DOCS
+    content = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    section = f"{heading}\n\n{text.strip()}\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    content = (pattern.sub(lambda _: section + "\n", content) if pattern.search(content)
+               else content.rstrip("\n") + "\n\n" + section)
+    doc.write_text(content)
+
+def _rows_of(summary: dict) -> int | None:
+    """The row count a stage summary reports (ingest: rows landed over all sources)."""
+    if "sources" in summary:
+        return sum(s.get("rows_landed", 0) for s in summary["sources"].values()) or None
+    for key in ("rows_landed", "records", "rows", "profiles"):
+        if isinstance(summary.get(key), int):
+            return summary[key]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Generate N customers (unless the landing folder exists), then run every pipeline stage as its own process.
 
@@ -169,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stage {stage} failed with exit code {proc.returncode}; see {log_path}", file=sys.stderr)
             return proc.returncode
         summary = json.loads(proc.stdout).get(stage, {})
-        m.rows = summary.get("rows_landed") or summary.get("records") or summary.get("rows") \
-            or summary.get("profiles")
+        m.rows = _rows_of(summary)
         m.extra["summary"] = summary
         results.append(m)
         print(m.row(), flush=True)
