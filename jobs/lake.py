@@ -8,7 +8,8 @@ import logging
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from cdp.config import Settings
 
@@ -86,3 +87,32 @@ def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[
             read_table(spark, settings, name).createOrReplaceTempView(name)
             registered.append(name)
     return registered
+
+
+def add_missing_columns(spark: SparkSession, settings: Settings, name: str, schema: StructType) -> list[str]:
+    """Additive schema change of an existing table: add the top-level columns of `schema` that table `name`
+    lacks (nullable: earlier rows read null), so a MERGE of rows with a new contract column keeps it.
+    Returns the added column names; nothing to do when the table does not exist yet."""
+    if not table_exists(spark, settings, name):
+        return []
+    present = {c.lower() for c in read_table(spark, settings, name).columns}
+    added = []
+    for i, f in enumerate(schema.fields):
+        if f.name.lower() in present:
+            continue
+        position = f"AFTER `{schema.fields[i - 1].name}`" if i else "FIRST"  # the contract's column order
+        spark.sql(f"ALTER TABLE delta.`{settings.table_path(name)}` ADD COLUMNS "
+                  f"(`{f.name}` {f.dataType.simpleString()} {position})")
+        present.add(f.name.lower())
+        added.append(f.name)
+    if added:
+        log.info("%s: added column(s) %s", name, ", ".join(added))
+    return added
+
+
+def delete_rows(spark: SparkSession, settings: Settings, name: str, condition: Column) -> None:
+    """Delta DELETE of the rows of table `name` matching `condition` (a new table version; the data files stay
+    for time travel until a VACUUM removes them)."""
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, settings.table_path(name)).delete(condition)
