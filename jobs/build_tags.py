@@ -112,7 +112,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
         list_parts.append(manual)
     if campaigns and table_exists(spark, settings, "gold_segment_members"):
         events = _read_or_empty(spark, settings, "silver_miniprogram_events",
-                                "event_id string, event_type string, event_at timestamp, one_id string")
+                                "event_id string, event_type string, event_at timestamp, coupon_id string, "
+                                "one_id string")
         fed = E.campaign_feedback_tags(campaigns, read_table(spark, settings, "gold_segment_members"), events,
                                        run_date, settings.timezone)
         if fed is not None:

@@ -36,7 +36,7 @@ from cdp.ingestion import quarantine as quarantine_mod
 from cdp.ingestion import readers
 from cdp.ingestion.expectations import failures_frame, load_rules, validate_rows
 from cdp.ingestion.normalise import REFERENCE, TYPERS, silver_columns
-from cdp.lake import append_table, merge_table, overwrite_table, read_table, table_exists
+from cdp.lake import add_missing_columns, append_table, merge_table, overwrite_table, read_table, table_exists
 from cdp.privacy import hash_col, load_secret
 
 if TYPE_CHECKING:
@@ -262,6 +262,8 @@ def _write_silver(spark: SparkSession, settings: Settings, source: str, accepted
     plan = SILVER_PLANS[source]
     name = SILVER_TABLE[source]
     batch = accepted
+    # a column added to the contract (docs/tables.md "Schema changes") is added to a table written before it
+    add_missing_columns(spark, settings, name, batch.select(*silver_columns(source)).schema)
     if source == "wecom":
         if table_exists(spark, settings, name):
             # earlier state of the touched pairs takes part in "earliest added_at"

@@ -1020,17 +1020,20 @@ def campaign_feedback_tags(campaigns: list[CampaignFeedback], members: DataFrame
                            run_date: dt.date, timezone: str) -> DataFrame | None:
     """(one_id, tag) rows: a member of the campaign's segment on run date d (gold_segment_members) who has a
     mini-program `coupon_redeem` event on a local date in [d, d + days] and on or before the run date gets the
-    campaign's feedback tag. When silver carries `coupon_id` and the campaign names one, only that coupon counts."""
+    campaign's feedback tag. When the campaign names a `coupon_id`, only redemptions of that coupon count (events
+    without a coupon id never match it); without one, any redemption counts."""
     from pyspark.sql import functions as F
 
+    if "coupon_id" not in events.columns:  # silver written before the column was added (docs/tables.md, version 3)
+        events = events.withColumn("coupon_id", F.lit(None).cast("string"))
     redeems = (events.filter((F.col("event_type") == "coupon_redeem") & F.col("one_id").isNotNull())
                .withColumn("redeem_date", F.to_date(F.from_utc_timestamp("event_at", timezone)))
                .filter(F.col("redeem_date") <= F.lit(run_date)))
     parts = []
     for c in campaigns:
         mine = redeems
-        if c.coupon_id and "coupon_id" in events.columns:
-            mine = mine.filter(F.col("coupon_id") == F.lit(c.coupon_id))
+        if c.coupon_id:
+            mine = mine.filter(F.col("coupon_id") == F.lit(c.coupon_id.strip()))
         sel = members.filter((F.col("segment") == c.segment) & (F.col("run_date") <= F.lit(run_date)))
         if c.start_date:
             sel = sel.filter(F.col("run_date") >= F.lit(c.start_date))

@@ -58,6 +58,11 @@ MINI_DAY1 = [
     {"event_id": "E2", "event_type": "order_paid", "event_time": "2026-11-20T02:05:00Z", "appid": "wxapp",
      "openid": "o_open_2", "order_id": "W1", "amount": 59.8, "brand_id": "B2",
      "items": [{"sku_id": "K1", "quantity": 2, "price": 19.9}, {"sku_id": "K3", "quantity": "1", "price": "20"}]},
+    # coupon redemptions: coupon_id is trimmed (a full-width space too); a JSON number is kept as its text
+    {"event_id": "E3", "event_type": "coupon_redeem", "event_time": "2026-11-20T10:06:00+08:00", "appid": "wxapp",
+     "openid": "o_open_2", "order_id": "W1", "coupon_id": "\u3000CP-HTJF-TRIAL "},
+    {"event_id": "E4", "event_type": "coupon_redeem", "event_time": "2026-11-20T10:07:00+08:00", "appid": "wxapp",
+     "openid": "o_open_2", "coupon_id": 2026},
 ]
 
 WECOM_DAY1 = [

@@ -77,6 +77,19 @@ def test_ingest_end_to_end_rerun_redelivery_and_late_file(spark, make_settings, 
     write(landing, "stores", "2026-11-21", "stores.csv", STORES_DAY1)
     write(landing, "miniprogram", "2026-11-21", "events.jsonl", jsonl(*MINI_DAY1))
     write(landing, "wecom", "2026-11-21", "contacts.jsonl", jsonl(*WECOM_DAY1))
+    # a lake written before silver_miniprogram_events had coupon_id (docs/tables.md schema version 3): the run
+    # adds the column, the earlier row reads null
+    from cdp.lake import overwrite_table
+
+    old_columns = ("source string, source_record_id string, brand_id string, event_id string, event_type string, "
+                   "event_at timestamp, appid string, openid_hash string, unionid_hash string, mobile_hash string, "
+                   "mobile_masked string, mobile_status string, member_card_no string, order_id string, "
+                   "amount decimal(18,2), items array<struct<sku_id:string,quantity:decimal(12,3),price:decimal(18,2)>>, "
+                   "dt date, source_file string, source_line int, ingested_at timestamp, one_id string")
+    overwrite_table(spark.createDataFrame([(
+        "miniprogram", "E0", "main", "E0", "app_login", dt.datetime(2026, 11, 19, 2), "wxapp", "oh0", None, None,
+        None, "missing", None, None, None, None, dt.date(2026, 11, 19), "miniprogram/dt=2026-11-19/old.jsonl", 1,
+        dt.datetime(2026, 11, 19, 3), None)], old_columns), settings, "silver_miniprogram_events")
 
     summary = run(spark, settings, RUN_DATE)
     s = summary["sources"]
@@ -87,7 +100,7 @@ def test_ingest_end_to_end_rerun_redelivery_and_late_file(spark, make_settings, 
     assert s["pos"]["files_quarantined"] == [{"file": "pos/dt=2026-11-21/pos_gbk.csv", "reason": s["pos"]["files_quarantined"][0]["reason"]}]
     assert "not decodable as the declared encoding utf-8" in s["pos"]["files_quarantined"][0]["reason"]
     assert s["ecommerce"]["files_quarantined"][0]["reason"].startswith("missing required column(s) receiver_mobile")
-    assert (s["crm"]["rows_accepted"], s["wecom"]["rows_accepted"], s["miniprogram"]["rows_accepted"]) == (3, 2, 2)
+    assert (s["crm"]["rows_accepted"], s["wecom"]["rows_accepted"], s["miniprogram"]["rows_accepted"]) == (3, 2, 4)
 
     key = load_secret(settings)
     h = lambda v: hash_value(v, "mobile", key)  # noqa: E731  (Python HMAC, independent of the Spark one)
@@ -143,10 +156,20 @@ def test_ingest_end_to_end_rerun_redelivery_and_late_file(spark, make_settings, 
         ("M001", h("13800138000"), "张*", "M", dt.date(1990, 5, 1), "platinum", False, dt.datetime(2026, 11, 21)),
         ("M002", h("13900139000"), "李*", "F", None, "silver", False, dt.datetime(2026, 11, 20, 1))]
     assert _rows(spark, settings, "silver_miniprogram_events", "event_id", "brand_id", "event_at", "mobile_status",
-                 "openid_hash", "amount", "items") == [
-        ("E1", "main", dt.datetime(2026, 11, 20, 2), "valid", hash_value("o_open_1", "openid", key), None, None),
+                 "openid_hash", "amount", "items", "coupon_id") == [
+        ("E0", "main", dt.datetime(2026, 11, 19, 2), "missing", "oh0", None, None, None),
+        ("E1", "main", dt.datetime(2026, 11, 20, 2), "valid", hash_value("o_open_1", "openid", key), None, None, None),
         ("E2", "B2", dt.datetime(2026, 11, 20, 2, 5), "missing", hash_value("o_open_2", "openid", key),
-         Decimal("59.80"), [("K1", Decimal("2.000"), Decimal("19.90")), ("K3", Decimal("1.000"), Decimal("20.00"))])]
+         Decimal("59.80"), [("K1", Decimal("2.000"), Decimal("19.90")), ("K3", Decimal("1.000"), Decimal("20.00"))],
+         None),
+        ("E3", "main", dt.datetime(2026, 11, 20, 2, 6), "missing", hash_value("o_open_2", "openid", key), None, None,
+         "CP-HTJF-TRIAL"),
+        ("E4", "main", dt.datetime(2026, 11, 20, 2, 7), "missing", hash_value("o_open_2", "openid", key), None, None,
+         "2026")]
+    from cdp.ingestion.normalise import silver_columns
+    from cdp.lake import read_table
+
+    assert tuple(read_table(spark, settings, "silver_miniprogram_events").columns) == silver_columns("miniprogram")
     # WeCom: latest change wins, added_at stays the first createtime; invalid remark phones dropped, masked kept
     assert _rows(spark, settings, "silver_wecom_contacts", "external_userid", "guide_userid", "store_id", "gender",
                  "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "tags", "added_at",

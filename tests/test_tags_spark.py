@@ -28,7 +28,7 @@ WECOM_SCHEMA = ("external_userid string, guide_userid string, store_id string, n
                 "last_change_type string, last_change_at timestamp, is_active boolean, one_id string")
 EVENTS_SCHEMA = ("event_id string, event_type string, event_at timestamp, appid string, openid_hash string, "
                  "unionid_hash string, mobile_hash string, member_card_no string, order_id string, "
-                 "amount decimal(18,2), one_id string")
+                 "amount decimal(18,2), coupon_id string, one_id string")
 CRM_SCHEMA = "member_card_no string, mobile_hash string, marketing_consent boolean, one_id string"
 PII_SCHEMA = "kind string, value_hash string, value string, first_seen_at timestamp"
 
@@ -314,12 +314,20 @@ def test_d2_history_and_campaign_feedback(spark, lake):
     stages["E"] = "loyal"
     append_table(frame(spark, E.LIFECYCLE_SCHEMA, [{"one_id": k, "as_of_date": D2, "stage": v} for k, v in stages.items()]),
                  lake, "gold_lifecycle")
-    # coupon redemptions: A (kyoho campaign member since D1) on local 07-03 (UTC 07-02 17:00 = 01:00 Shanghai);
-    # B redeemed on 06-29, before being selected; E is not in the campaign's segment
+    # redemptions of the kyoho campaign's coupon CP-HTJF-TRIAL: A (member since D1) on local 07-03 (UTC 07-02
+    # 17:00 = 01:00 Shanghai); B on 06-29, before being selected; E is not in the campaign's segment. B also
+    # redeems another coupon and one without a coupon id inside the window: neither is the campaign's.
+    trial = "CP-HTJF-TRIAL"
     append_table(frame(spark, EVENTS_SCHEMA, [
-        {"event_id": "r1", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 2, 17), "one_id": "A"},
-        {"event_id": "r2", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 6, 29, 3), "one_id": "B"},
-        {"event_id": "r3", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 5, 3), "one_id": "E"}]),
+        {"event_id": "r1", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 2, 17), "one_id": "A",
+         "coupon_id": trial},
+        {"event_id": "r2", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 6, 29, 3), "one_id": "B",
+         "coupon_id": trial},
+        {"event_id": "r3", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 5, 3), "one_id": "E",
+         "coupon_id": trial},
+        {"event_id": "r4", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 4, 3), "one_id": "B",
+         "coupon_id": "CPMAIN007"},
+        {"event_id": "r5", "event_type": "coupon_redeem", "event_at": dt.datetime(2026, 7, 6, 3), "one_id": "B"}]),
         lake, "silver_miniprogram_events")
 
     for _ in range(2):  # twice: idempotent per date
@@ -332,6 +340,19 @@ def test_d2_history_and_campaign_feedback(spark, lake):
         ("B", "no_purchase_90d", "leave", "true"),
         ("E", "lifecycle_stage", "value", "loyal"),
     ]
+    # the feedback rule itself: a campaign without a coupon counts any redemption in its window (A and B's
+    # others); silver written before coupon_id existed (the column absent) matches no named coupon
+    members = read_table(spark, lake, "gold_segment_members")
+    events = read_table(spark, lake, "silver_miniprogram_events")
+
+    def fed(coupon, events):
+        campaign = E.CampaignFeedback("kyoho_not_black_vine", "fed", coupon_id=coupon, days=30)
+        return sorted(r["one_id"] for r in E.campaign_feedback_tags([campaign], members, events, D2,
+                                                                    lake.timezone).collect())
+
+    assert (fed(f" {trial} ", events), fed(None, events), fed(trial, events.drop("coupon_id")),
+            fed(None, events.drop("coupon_id"))) == (["A"], ["A", "B"], [], ["A", "B"])
+
     long = read_table(spark, lake, "gold_tags_long")
     assert sorted(r[0] for r in long.select("computed_date").distinct().collect()) == [D1, D2]
     assert long_as_dict(long.filter(F.col("computed_date") == D1)) == EXPECTED_D1   # D1 kept as it was
@@ -347,3 +368,4 @@ def test_d2_history_and_campaign_feedback(spark, lake):
     assert preview(spark, lake, {"name": "fed", "where": {"tag": "redeemed_black_vine_trial"}}).count == 1
     with pytest.raises(Exception, match="gold_segment_base is for 2026-07-10, not 2026-06-30"):
         run_segments(spark, lake, D1)
+

@@ -33,7 +33,7 @@ SILVER_COLUMNS: dict[str, tuple[str, ...]] = {
             "mobile_status", "sku_id", "sku_name", "category", "quantity", "unit_price", "amount", "is_return",
             "pay_method"),
     "miniprogram": ("event_id", "event_type", "event_at", "appid", "openid_hash", "unionid_hash", "mobile_hash",
-                    "mobile_masked", "mobile_status", "member_card_no", "order_id", "amount", "items"),
+                    "mobile_masked", "mobile_status", "member_card_no", "order_id", "amount", "items", "coupon_id"),
     "wecom": ("external_userid", "guide_userid", "store_id", "name_masked", "gender", "unionid_hash",
               "remark_mobile_hashes", "remark_mobiles_masked", "tags", "added_at", "last_change_type",
               "last_change_at", "is_active"),
@@ -286,7 +286,8 @@ def type_stores(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: 
 
 MINIPROGRAM_SCHEMA = ("struct<event_id:string, event_type:string, event_time:string, appid:string, openid:string, "
                       "unionid:string, mobile:string, member_card_no:string, order_id:string, amount:string, "
-                      "brand_id:string, items:array<struct<sku_id:string, quantity:string, price:string>>>")
+                      "brand_id:string, items:array<struct<sku_id:string, quantity:string, price:string>>, "
+                      "coupon_id:string>")
 WECOM_SCHEMA = ("struct<change_type:string, event_time:string, brand_id:string, "
                 "external_contact:struct<external_userid:string, name:string, gender:string, unionid:string>, "
                 "follow_user:struct<userid:string, remark_mobiles:array<string>, createtime:string, "
@@ -324,6 +325,7 @@ def type_miniprogram(bronze: DataFrame, key: bytes, default_brand_id: str, timez
           .withColumn("_raw_amount", j("amount"))
           .withColumn("amount", to_decimal(j("amount")))
           .withColumn("items", items)
+          .withColumn("coupon_id", j("coupon_id"))  # coupon_redeem: the redeemed coupon (optional, trimmed)
           .withColumn("_bad_items", F.size(F.filter(F.col("items"), lambda i: i["sku_id"].isNull()
                                                      | i["quantity"].isNull() | (i["quantity"] <= 0))))
           .withColumn("_pii", pii_array(pii_entry("mobile", F.col("_mobile")), pii_entry("openid", F.col("_openid")),
