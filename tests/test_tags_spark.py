@@ -331,7 +331,9 @@ def test_d2_history_and_campaign_feedback(spark, lake):
         lake, "silver_miniprogram_events")
 
     for _ in range(2):  # twice: idempotent per date
-        run(spark, lake, D2)
+        summary = run(spark, lake, D2)
+    # the shipped retention keeps 400 days of snapshots back from D2 (D1 is 10 days old) and all history
+    assert summary["retention_kept_from"] == {"gold_tags_long": "2025-06-06"}
     history = read_table(spark, lake, "gold_tag_history").filter(F.col("changed_date") == D2)
     assert sorted(tuple(r) for r in history.select("one_id", "tag", "change", "value").collect()) == [
         ("A", "churn_grade", "value", "low"),
@@ -369,3 +371,19 @@ def test_d2_history_and_campaign_feedback(spark, lake):
     with pytest.raises(Exception, match="gold_segment_base is for 2026-07-10, not 2026-06-30"):
         run_segments(spark, lake, D1)
 
+
+def test_retention_deletes_old_tag_partitions_only(spark, lake, tmp_path):
+    from pyspark.sql import functions as F
+
+    from cdp.build_tags import apply_retention
+    from cdp.lake import read_table
+
+    # a declared retention of 5 days on D2 = 07-10 keeps (07-05, 07-10]: D1 (06-30) goes from both tables
+    (tmp_path / "tags.yaml").write_text("retention_days: {gold_tags_long: 5, gold_tag_history: 5}\n", encoding="utf-8")
+    short = lake.model_copy(update={"conf_dir": str(tmp_path)})
+    before = {name: sorted(tuple(r) for r in read_table(spark, lake, name).filter(F.col(column) == D2).collect())
+              for name, column in (("gold_tags_long", "computed_date"), ("gold_tag_history", "changed_date"))}
+    assert apply_retention(spark, short, D2) == {"gold_tags_long": "2026-07-06", "gold_tag_history": "2026-07-06"}
+    for name, rows in before.items():   # exactly D2's rows are left, unchanged
+        assert sorted(tuple(r) for r in read_table(spark, lake, name).collect()) == rows, name
+    assert before["gold_tags_long"] and before["gold_tag_history"]
