@@ -1,11 +1,21 @@
 """Reads and writes of Delta tables by logical name: the only place jobs touch storage.
 
 Transforms stay pure (`DataFrame -> DataFrame`); a job's `run()` calls these at its edges.
+
+Test-only fault injection (docs/reliability.md): with `CDP_FAULT_KILL_AT=<table>:<before|during|after>[:<nth>]`
+set, the process SIGKILLs itself right before, while (as soon as a Spark job of the write runs) or right after
+the `nth` (default 1st) write of `<table>` through these helpers. Unset, it costs one dictionary lookup; it is
+never set in production. The crash tests use it to land a kill between or inside a stage's writes.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Sequence
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -14,6 +24,49 @@ if TYPE_CHECKING:
     from cdp.config import Settings
 
 log = logging.getLogger(__name__)
+
+FAULT_ENV = "CDP_FAULT_KILL_AT"
+_FAULT_WHEN = ("before", "during", "after")
+_fault_counts: dict[str, int] = {}
+
+
+def _kill_now(point: str) -> None:
+    log.warning("%s=%s: SIGKILL now", FAULT_ENV, point)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_when_a_job_runs(spark: SparkSession, point: str) -> None:
+    tracker = spark.sparkContext.statusTracker()
+    while not tracker.getActiveJobsIds():
+        time.sleep(0.002)
+    _kill_now(point)
+
+
+@contextlib.contextmanager
+def _fault_point(spark: SparkSession, name: str) -> Iterator[None]:
+    """The `CDP_FAULT_KILL_AT` hook around one write of table `name` (a no-op when the variable is unset)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or spec.split(":", 1)[0] != name:
+        yield
+        return
+    from cdp.errors import ConfigError
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[1] not in _FAULT_WHEN or (len(parts) == 3 and not parts[2].isdigit()):
+        raise ConfigError(f"{FAULT_ENV}={spec!r}: expected <table>:<before|during|after>[:<nth>]")
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] != (int(parts[2]) if len(parts) == 3 else 1):
+        yield
+        return
+    if parts[1] == "before":
+        _kill_now(spec)
+    if parts[1] == "during":
+        threading.Thread(target=_kill_when_a_job_runs, args=(spark, spec), daemon=True).start()
+    yield
+    if parts[1] == "after":
+        _kill_now(spec)
 
 
 def table_exists(spark: SparkSession, settings: Settings, name: str) -> bool:
@@ -46,14 +99,16 @@ def overwrite_table(df: DataFrame, settings: Settings, name: str, partition_by: 
         writer = writer.option("replaceWhere", replace_where)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(settings.table_path(name))
+    with _fault_point(df.sparkSession, name):
+        writer.save(settings.table_path(name))
 
 
 def append_table(df: DataFrame, settings: Settings, name: str, partition_by: Sequence[str] = ()) -> None:
     writer = df.write.format("delta").mode("append")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(settings.table_path(name))
+    with _fault_point(df.sparkSession, name):
+        writer.save(settings.table_path(name))
 
 
 def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: str, keys: Sequence[str],
@@ -66,17 +121,18 @@ def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: st
     from delta.tables import DeltaTable
 
     path = settings.table_path(name)
-    if not DeltaTable.isDeltaTable(spark, path):
-        writer = df.write.format("delta").mode("append")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(path)
-        return
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
-    if update:
-        merge = merge.whenMatchedUpdateAll(condition=update_condition)
-    merge.whenNotMatchedInsertAll().execute()
+    with _fault_point(spark, name):
+        if not DeltaTable.isDeltaTable(spark, path):
+            writer = df.write.format("delta").mode("append")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            writer.save(path)
+            return
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        merge = DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), condition)
+        if update:
+            merge = merge.whenMatchedUpdateAll(condition=update_condition)
+        merge.whenNotMatchedInsertAll().execute()
 
 
 def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:
