@@ -4,6 +4,7 @@ Steps (docs/erasure.md): resolve the person's current One-ID, collect every iden
 hashes, raw values from `pii_values`, cards, ids, source record ids); delete their rows from every Delta table
 of the lake; VACUUM with retention 0 and rewrite each touched table with a fresh log so neither old data files
 nor old commit statistics keep the values; append a receipt without personal data to `erasure_receipts`.
+All of it under the lake lock (cdp.locking), so it never runs while a pipeline stage writes.
 """
 from __future__ import annotations
 
@@ -157,16 +158,31 @@ def purge_history(spark: SparkSession, path: str) -> None:
     shutil.rmtree(old)
 
 
+ERASE_LOCK_TIMEOUT_S = 1800.0
+
+
 def erase(spark: SparkSession, settings: Settings, *, mobile: str | None = None, member_card: str | None = None,
-          one_id: str | None = None, requested_by: str, reason: str) -> dict[str, Any]:
+          one_id: str | None = None, requested_by: str, reason: str,
+          lock_timeout_s: float = ERASE_LOCK_TIMEOUT_S) -> dict[str, Any]:
+    """Erase one person under the lake lock (cdp.locking): it waits for a running stage to finish (at most
+    `lock_timeout_s`, then LockTimeout naming the lock file), and no stage starts writing while it runs."""
+    from cdp.locking import lake_lock
+
+    if not (mobile or member_card or one_id):
+        raise ErasureError("name the person: --mobile, --card or --one-id")
+    with lake_lock(settings.lake_dir, timeout_s=lock_timeout_s):
+        return _erase_locked(spark, settings, mobile=mobile, member_card=member_card, one_id=one_id,
+                             requested_by=requested_by, reason=reason)
+
+
+def _erase_locked(spark: SparkSession, settings: Settings, *, mobile: str | None, member_card: str | None,
+                  one_id: str | None, requested_by: str, reason: str) -> dict[str, Any]:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from cdp.lake import append_table
     from cdp.privacy import hash_value, load_secret
 
-    if not (mobile or member_card or one_id):
-        raise ErasureError("name the person: --mobile, --card or --one-id")
     key = load_secret(settings)
     found, request_keys = resolve_one_id(spark, settings, key, mobile=mobile, member_card=member_card, one_id=one_id)
     raw_request = {v for v in (member_card.split(":", 1)[1].strip() if member_card else None,) if v}
@@ -228,7 +244,8 @@ def _erase_command(args: argparse.Namespace) -> int:
     require(get_role(settings, args.role), "erase")
     spark = open_spark(settings)
     receipt = erase(spark, settings, mobile=args.mobile, member_card=args.card, one_id=args.one_id,
-                    requested_by=args.requested_by or getpass.getuser(), reason=args.reason)
+                    requested_by=args.requested_by or getpass.getuser(), reason=args.reason,
+                    lock_timeout_s=args.lock_timeout)
     print(json.dumps(receipt, indent=2, default=str, ensure_ascii=False))
     return 0
 
@@ -243,6 +260,8 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--role", help="must be admin (default $CDP_ROLE or data_engineer)")
     p.add_argument("--requested-by", help="who asked (default: the OS user)")
     p.add_argument("--reason", default="data subject request (PIPL art. 47)")
+    p.add_argument("--lock-timeout", type=float, default=ERASE_LOCK_TIMEOUT_S,
+                   help="seconds to wait for a running pipeline stage to release the lake lock (default 1800)")
     p.set_defaults(func=_erase_command)
 
 

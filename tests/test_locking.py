@@ -1,8 +1,10 @@
-"""The lake lock serialises concurrent runs (pure Python: two processes, no JVM)."""
+"""The lake lock serialises concurrent runs (pure Python: two processes, no JVM), and erasure takes it too."""
 from __future__ import annotations
 
 import multiprocessing as mp
 import time
+
+import pytest
 
 from cdp.locking import lake_lock
 
@@ -36,3 +38,46 @@ def test_lock_is_reentrant_in_one_process(tmp_path):
     with lake_lock(str(tmp_path)):
         with lake_lock(str(tmp_path)):
             pass
+
+
+def _hold_then_release(lake: str, ready_path: str, released_path: str, hold_s: float) -> None:
+    with lake_lock(lake, poll_s=0.05):
+        with open(ready_path, "w") as f:
+            f.write("held")
+        time.sleep(hold_s)
+        with open(released_path, "w") as f:  # written just before the lock is released
+            f.write(str(time.time()))
+
+
+@pytest.mark.spark
+def test_erase_waits_for_the_lake_lock_and_fails_clearly_when_it_times_out(spark, settings, tmp_path):
+    """Erasure rewrites tables with a non-atomic swap, so it must never run while a stage writes: it takes the
+    same lake lock as the pipeline. Chosen behaviour: wait up to `lock_timeout_s` (CLI --lock-timeout, default
+    30 min), then fail with LockTimeout naming the lock file, having touched nothing."""
+    from cdp.erasure import erase
+    from cdp.lake import read_table, table_exists
+    from cdp.locking import LockTimeout
+
+    ready, released = tmp_path / "ready", tmp_path / "released"
+    holder = mp.get_context("fork").Process(target=_hold_then_release,
+                                            args=(settings.lake_dir, str(ready), str(released), 4.0))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists()
+        with pytest.raises(LockTimeout, match=r"_locks/pipeline.lock held by another run"):
+            erase(spark, settings, one_id="oid_nobody", requested_by="dpo@test", reason="test", lock_timeout_s=0.5)
+        assert not table_exists(spark, settings, "erasure_receipts")  # nothing written while it was refused
+
+        receipt = erase(spark, settings, one_id="oid_nobody", requested_by="dpo@test", reason="test",
+                        lock_timeout_s=60)
+        finished = time.time()
+    finally:
+        holder.join(timeout=60)
+    assert holder.exitcode == 0
+    # it waited: the holder had released the lock before the erasure could finish, and then it ran to the end
+    assert released.exists() and float(released.read_text()) <= finished
+    assert receipt["total_rows_removed"] == 0
+    assert read_table(spark, settings, "erasure_receipts").count() == 1
