@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 NODE_STATUSES = ("active", "blocked", "shared")
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
+HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
 
 
 StepHook = Callable[[str], ContextManager[Any]]
@@ -339,18 +340,19 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
     from pyspark.sql import functions as F
 
     from cdp.identity.persist import record_one_ids, update_redirects
-    from cdp.lake import append_table, overwrite_table
+    from cdp.lake import merge_table, overwrite_table
 
-    with step("write nodes, edges, rejections"):
-        overwrite_table(res.nodes, settings, "identity_nodes")
+    # Crash safety (docs/reliability.md): identity_nodes is the persisted map the next run starts from
+    # (read_previous), so it is written last; a run killed before it leaves the previous map in place and the
+    # re-run computes the same ids and events, and history is an insert-only MERGE on the event, so the
+    # events a killed run already wrote are not added twice.
+    with step("write edges, rejections"):
         overwrite_table(res.edges, settings, "identity_edges")
         overwrite_table(res.rejections, settings, "identity_rejections")
     with step("write history, redirects"):
-        history = _history_frame(spark, res.events, run_date)
-        if len(res.events):
-            append_table(history, settings, "identity_history")
-        elif not _exists(spark, settings, "identity_history"):
-            append_table(history, settings, "identity_history")
+        if len(res.events) or not _exists(spark, settings, "identity_history"):
+            merge_table(spark, _history_frame(spark, res.events, run_date), settings, "identity_history",
+                        keys=HISTORY_EVENT_KEY, update=False)
         new_redirects = update_redirects(redirects, res.events)
         red_schema = "old_one_id string, current_one_id string, redirected_at timestamp, reason string"
         red_df = (spark.createDataFrame(new_redirects.assign(redirected_at=pd.to_datetime(new_redirects["redirected_at"])),
@@ -358,7 +360,7 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
         overwrite_table(red_df, settings, "identity_redirects")
 
     with step("record map"):
-        node_map = read_table_cols(spark, settings, "identity_nodes", "node_key", "one_id")
+        node_map = res.nodes.select("node_key", "one_id")  # identity_nodes is written last
         record_map = record_one_ids(res.observations, node_map, res.records).withColumn("run_date", F.lit(run_date))
         overwrite_table(record_map, settings, "identity_record_map")
         record_map = read_table_cols(spark, settings, "identity_record_map", "source", "source_record_id", "one_id")
@@ -369,6 +371,8 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
             for source_name, source in rules.sources.items():
                 if table_exists(spark, settings, source.table):
                     fill_silver_one_id(spark, settings, source.table, source_name, record_map)
+    with step("write nodes"):
+        overwrite_table(res.nodes, settings, "identity_nodes")
     with step("summary"):
         rec = record_map.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).first()
     events = res.events["event_type"].value_counts().to_dict() if len(res.events) else {}
