@@ -64,7 +64,10 @@ def run_job(run: Callable[..., dict[str, Any]], args: argparse.Namespace) -> int
     """Call a job's `run(spark, settings, run_date)` for parsed common arguments and print its summary as JSON."""
     settings = settings_from_args(args)
     spark = open_spark(settings)
-    summary = run(spark, settings, run_date_from_args(args, settings))
+    from cdp.locking import lake_lock
+
+    with lake_lock(settings.lake_dir):  # like `cdp run` and the Airflow tasks: one writer per lake at a time
+        summary = run(spark, settings, run_date_from_args(args, settings))
     print(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
     return 0
 
@@ -79,7 +82,8 @@ def add_job_command(subparsers: Any, name: str, common: argparse.ArgumentParser,
 
 
 def job_main(run: Callable[..., dict[str, Any]], argv: Sequence[str] | None = None, description: str = "") -> int:
-    """`main(argv)` of a job module: parse common arguments, build the session, call `run`, print the summary."""
+    """`main(argv)` of a job module: parse common arguments, build the session, call `run` under the lake lock,
+    print the summary."""
     parser = argparse.ArgumentParser(description=description, parents=[common_parser()])
     args = parser.parse_args(argv)
     setup_logging()
