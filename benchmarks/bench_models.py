@@ -6,11 +6,17 @@ rhythm (mean gap 15-120 days) and an active period that ends at a random day (so
 order over two years, 5 % return lines, four categories, three channels. Steps, in one Spark session (the local
 profile's Spark settings):
 
-1. compaction: gold_order_facts -> per customer-day and per customer-category frames on the driver;
+1. compaction: gold_order_facts -> per customer-day and per customer-category numeric frames on the driver
+   (int32 customer codes; the one_id map stays in Spark);
 2. features as of the run date (pandas/numpy, includes the BG/NBD fit);
-3. training: churn (H=90) on 4 stacked as-of dates, calibrated, registered (`cdp.train_models.train_task`);
+3. training: churn (H=90) on 4 stacked as-of dates (at most `training.max_rows_per_as_of` rows each),
+   calibrated, registered (`cdp.train_models.train_task`);
 4. scoring: the daily job (`cdp.score_models.run`: compaction, features, churn/repurchase/clv/winback,
    writes gold_model_scores and gold_replenishment). Repurchase is trained on the fly inside this step.
+
+Each step records wall time, CPU seconds of the driver + JVM, peak RSS of both and the load average (the
+harness); on a shared machine CPU seconds are the number to compare. For 1M customers give the JVM more room:
+`CDP_SPARK_CONF=spark.driver.memory=8g`.
 
     python -m benchmarks.bench_models --customers 100000 1000000 [--append-docs]
 """
@@ -75,29 +81,36 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.rows = read_table(spark, settings, "gold_order_facts").count()
     results.append(m)
     with measure(f"{label}: compaction in Spark -> driver (customer-days)") as m:
-        compact, profiles, version = load_inputs(spark, settings, RUN_DATE)
+        inputs = load_inputs(spark, settings, RUN_DATE)
+    compact = inputs.compact
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = len(compact.days)
-    m.extra["driver_frame_mb"] = float(compact.days.memory_usage(deep=True).sum() / 2**20)
+    m.extra["driver_frames_mb"] = float((compact.days.memory_usage(deep=True).sum()
+                                         + compact.categories.memory_usage(deep=True).sum()) / 2**20)
     results.append(m)
     with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
         features = build_features(compact, RUN_DATE)
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = len(features)
     m.extra["columns"] = features.shape[1]
+    m.extra["feature_frame_mb"] = float(features.memory_usage(deep=True).sum() / 2**20)
     results.append(m)
+    del features
     cfg = load_models_config(settings)
     with measure(f"{label}: train churn (4 as-of dates, calibrated, registered)") as m:
-        trained = train_task(spark, settings, RUN_DATE, "churn", compact, profiles, version, cfg)
+        trained = train_task(spark, settings, RUN_DATE, "churn", compact, inputs.profiles, inputs.data_version, cfg)
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = trained["metrics"]["train_rows"] + trained["metrics"]["calibration_rows"]
+    m.extra["snapshot_rows"] = "/".join(str(n) for n in trained["metrics"]["snapshot_rows"])
     m.extra["calibration_auc"] = trained["metrics"]["calibration_roc_auc"]
     results.append(m)
-    del compact, features
+    inputs.release()
+    del compact, inputs
     with measure(f"{label}: daily scoring job (trains repurchase on the fly) -> gold_model_scores") as m:
         summary = score_models.run(spark, settings, RUN_DATE)
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = summary["customers"]
+    m.extra["score_rows"] = sum(v.get("rows", 0) for v in summary["models"].values())
     results.append(m)
     return results
 
