@@ -17,12 +17,9 @@ import logging
 import os
 import random
 import shutil
-import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks.harness import machine, measure
+from benchmarks.harness import bench_settings, machine, measure
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -110,19 +107,6 @@ def make_landing(out: Path, customers: int, days: int, end: dt.date, synthetic: 
     return "synthetic"
 
 
-def tree_cpu_s() -> float:
-    """CPU seconds used so far by this process and its children (the Spark JVM): fair on a shared machine."""
-    total = 0.0
-    me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def pyarrow_floor(landing: Path) -> int:
     """Read every landing file with plain pyarrow (CSV reader / JSON reader): the rows a reader must at least parse."""
     import pyarrow.csv as pv
@@ -168,28 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(lake, ignore_errors=True)
     size_mb = sum(p.stat().st_size for p in landing.glob("*/dt=*/*")) / 2**20
 
-    cpu: dict[str, float] = {}
-    before = tree_cpu_s()
     with measure("pyarrow read (floor)") as floor:
         floor.rows = pyarrow_floor(landing)
-    cpu["floor"] = tree_cpu_s() - before
 
-    from cdp.config import load_settings
     from cdp.ingest import run
     from cdp.spark import build_spark
 
-    settings = load_settings("local", overrides={"landing_dir": str(landing), "lake_dir": str(lake)})
+    settings = bench_settings(lake, landing)
     with measure("spark session start") as start:
         spark = build_spark(settings.spark, extra_conf={"spark.master": args.master, "spark.ui.enabled": "false"})
-    before = tree_cpu_s()
     with measure("cdp ingest (landing -> bronze -> silver, GX)") as ingest:
         summary = run(spark, settings, args.date)
-    cpu["ingest"] = tree_cpu_s() - before
     ingest.rows = sum(s["rows_landed"] for s in summary["sources"].values())
-    before = tree_cpu_s()
     with measure("cdp ingest re-run (nothing new)") as rerun:
         run(spark, settings, args.date)
-    cpu["rerun"] = tree_cpu_s() - before
     spark.stop()
 
     load = os.getloadavg()[0]
@@ -198,13 +174,11 @@ def main(argv: list[str] | None = None) -> int:
               f"load average {load:.1f} at the end; balanced: {summary['is_balanced']}, "
               f"accepted {sum(s['rows_accepted'] for s in summary['sources'].values()):,}, quarantined "
               f"{sum(s['rows_quarantined'] for s in summary['sources'].values()):,}.\n\n"
-              "| step | wall s | rows | rows/s | peak RSS MB (driver + JVM) | CPU s (driver + JVM) | rows per CPU s |\n"
+              "| step | wall s | CPU s (driver + JVM) | rows | rows/s | peak RSS MB (driver + JVM) | rows per CPU s |\n"
               "|---|---:|---:|---:|---:|---:|---:|\n")
-    lines = []
-    for m, key in ((floor, "floor"), (start, None), (ingest, "ingest"), (rerun, "rerun")):
-        used = cpu.get(key or "", 0.0)
-        per_cpu = f"{m.rows / used:,.0f}" if m.rows and used else "-"
-        lines.append(m.row() + (f" {used:,.1f} | {per_cpu} |" if key else " - | - |"))
+    # Measurement.row() carries the CPU seconds of the process tree (harness.measure); add rows per CPU second
+    lines = [m.row() + (f" {m.rows / m.cpu_s:,.0f} |" if m.rows and m.cpu_s else " - |")
+             for m in (floor, start, ingest, rerun)]
     table = header + "\n".join(lines) + "\n"
     print(table)
     if args.report:
