@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="drop identity tables and silver one_id first")
     parser.add_argument("--no-quality", action="store_true", help="skip scoring against the ground truth")
     args = parser.parse_args(argv)
+    from cdp.entry import setup_logging
+
+    setup_logging()          # the stage logs each step's wall time as it finishes: progress of a long run
 
     import pandas as pd
 

@@ -64,6 +64,17 @@ def display_col(id_type: str, node_key: Column) -> Column:
     return F.concat(prefix, F.lit(":"), shown)
 
 
+def display_of(id_type: Column, node_key: Column, type_names: tuple[str, ...]) -> Column:
+    """`display_col` for a column of identifier types (one branch per type name)."""
+    from pyspark.sql import functions as F
+
+    out = None
+    for name in type_names:
+        out = (F.when(id_type == name, display_col(name, node_key)) if out is None
+               else out.when(id_type == name, display_col(name, node_key)))
+    return out if out is not None else F.lit(None).cast("string")
+
+
 def anchor_at_col(dt: Column, seen_at: Column) -> Column:
     """Time that orders nodes for the One-ID anchor: the landing date `dt`, then the time of day it was seen.
 
@@ -111,28 +122,43 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
                             F.lit(rules.priority(id_type)).cast("int").alias("id_priority"),
                             (F.col(ident.scope).cast("string") if ident.scope else F.lit(None).cast("string")).alias("scope"),
                             F.col(source.seen_at).cast("timestamp").alias("seen_at"),
-                            anchor_at_col(F.col("dt"), F.col(source.seen_at).cast("timestamp")).alias("anchor_at"),
-                            display_col(id_type, F.col("node_key")).alias("display")))
+                            anchor_at_col(F.col("dt"), F.col(source.seen_at).cast("timestamp")).alias("anchor_at")))
             parts.append(rows)
     if not parts:
         raise ValueError("no silver source table to read identifiers from")
     union = reduce(lambda a, b: a.unionByName(b), parts)
+    # display is a function of (id_type, node_key): computed after the aggregation, not carried through it
     return (union.groupBy("source", "source_record_id", "node_key")
             .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
                  F.first("scope").alias("scope"), F.min("seen_at").alias("seen_at"),
-                 F.min("anchor_at").alias("anchor_at"), F.first("display").alias("display"))
+                 F.min("anchor_at").alias("anchor_at"))
+            .withColumn("display", display_of(F.col("id_type"), F.col("node_key"), rules.type_names))
             .select(*OBSERVATION_COLUMNS))
 
 
-def build_nodes(observations: DataFrame) -> DataFrame:
-    """One row per node_key: id_type, id_priority, scope, display, first/last seen, anchor_at, number of records."""
+def build_nodes(observations: DataFrame, type_names: tuple[str, ...] = ()) -> DataFrame:
+    """One row per node_key: id_type, id_priority, scope, display, first/last seen, anchor_at, number of records.
+
+    `display` comes from the observations' column, or when they lack it from `display_of` over `type_names`
+    (default: every known identifier type).
+    """
     from pyspark.sql import functions as F
 
-    return (observations.groupBy("node_key")
-            .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
-                 F.first("scope").alias("scope"), F.first("display").alias("display"),
-                 F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at"),
-                 F.min("anchor_at").alias("anchor_at"), F.count(F.lit(1)).alias("record_count")))
+    if "display" in observations.columns:
+        display = [F.first("display").alias("display")]
+    else:
+        display = []
+    nodes = (observations.groupBy("node_key")
+             .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
+                  F.first("scope").alias("scope"), *display,
+                  F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at"),
+                  F.min("anchor_at").alias("anchor_at"), F.count(F.lit(1)).alias("record_count")))
+    if not display:
+        from cdp.identity.config import IDENTIFIER_TYPES
+
+        nodes = nodes.withColumn("display", display_of(F.col("id_type"), F.col("node_key"), type_names or IDENTIFIER_TYPES))
+    return nodes.select("node_key", "id_type", "id_priority", "scope", "display", "first_seen_at", "last_seen_at",
+                        "anchor_at", "record_count")
 
 
 def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFrame:
@@ -163,11 +189,16 @@ def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFra
     if not parts:
         raise ValueError("no silver source table holds a link rule's identifiers")
     union = reduce(lambda a, b: a.unionByName(b), parts)
-    return (union.groupBy("src_key", "dst_key", "rule")
+    # two aggregations instead of one with countDistinct (which Spark plans as an Expand doubling the rows):
+    # first one row per (link, record), then per link
+    per_record = (union.groupBy("src_key", "dst_key", "rule", "source_record_id")
+                  .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
+                       F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at")))
+    return (per_record.groupBy("src_key", "dst_key", "rule")
             .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
                  F.min("source_record_id").alias("sample_record_id"),
-                 F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at"),
-                 F.countDistinct("source_record_id").alias("record_count"))
+                 F.min("first_seen_at").alias("first_seen_at"), F.max("last_seen_at").alias("last_seen_at"),
+                 F.count(F.lit(1)).alias("record_count"))
             .select(*EDGE_COLUMNS))
 
 

@@ -113,15 +113,17 @@ def record_one_ids(observations: DataFrame, node_map: DataFrame, records: DataFr
     """identity_record_map: one row per (source, source_record_id) with its one_id (null when none).
 
     `observations`: source, source_record_id, node_key, id_priority; `node_map`: node_key, one_id (active
-    nodes only); `records`: every (source, source_record_id) of the silver record tables.
+    nodes only); `records`: every (source, source_record_id) of the silver record tables, one row each (other
+    columns of `records` are kept).
     """
     from pyspark.sql import functions as F
 
-    best = (observations.join(node_map.where(F.col("one_id").isNotNull()), "node_key")
+    best = (observations.select("source", "source_record_id", "node_key", "id_priority")
+            .join(node_map.where(F.col("one_id").isNotNull()).select("node_key", "one_id"), "node_key")
             .groupBy("source", "source_record_id")
             .agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("_best"))
             .select("source", "source_record_id", F.col("_best.one_id").alias("one_id")))
-    return records.select("source", "source_record_id").distinct().join(best, ["source", "source_record_id"], "left")
+    return records.join(best, ["source", "source_record_id"], "left")
 
 
 def compare_maps(current: pd.DataFrame, proposed: pd.DataFrame) -> dict:

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NODE_STATUSES = ("active", "blocked", "shared")
+# share of a source's records whose one_id changes above which the silver table is rewritten in one pass
+# instead of MERGEd (a MERGE reads the table twice)
+REWRITE_SILVER_SHARE = 0.5
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
 HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
 
@@ -70,7 +73,8 @@ class Resolved:
     nodes: DataFrame           # identity_nodes rows (with status, one_id)
     edges: DataFrame           # identity_edges rows (with status)
     rejections: DataFrame      # identity_rejections rows
-    records: DataFrame         # every (source, source_record_id)
+    records: DataFrame         # every (source, source_record_id) with the one_id state of its silver rows
+    node_one_ids: DataFrame    # node_key, one_id, anchor_at of the active nodes (Spark side of node_map)
     node_map: pd.DataFrame     # node_key, one_id (active nodes)
     events: pd.DataFrame       # assign_one_ids events
     counts: dict[str, Any]
@@ -141,35 +145,37 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
             previous: pd.DataFrame, redirects: pd.DataFrame, step: StepHook = log_step) -> Resolved:
     """Steps 1-5 without writing anything.
 
-    Intermediate frames are local checkpoints: materialised once and cut from their lineage, so the many
-    small actions that follow do not re-plan (or re-run) the whole silver-to-graph plan each time.
+    Intermediate frames are local checkpoints: materialised once and cut from their lineage, so the actions
+    that follow do not re-plan (or re-run) the silver-to-graph plan. Only integer arrays, the active nodes'
+    keys and anchors, and the few dropped links cross between Spark and the driver.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import RANK_SHIFT, build_nodes, extract_edges, extract_observations, unique_pairs
     from cdp.identity.guardrails import always_link_edges, blocked_nodes, never_link_pairs, shared_nodes
-    from cdp.identity.persist import EDGE_STATUS, resolve_with_overrides
+    from cdp.identity.persist import EDGE_STATUS, REASON_KEPT, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     with step("observations, nodes"):
         silver = read_silver(spark, settings, rules, run_date)
-        observations = extract_observations(silver, rules).localCheckpoint()
-        nodes = build_nodes(observations).localCheckpoint()
+        observations = extract_observations(silver, rules).drop("display").localCheckpoint()
+        nodes = build_nodes(observations, rules.type_names).localCheckpoint()
     with step("edges"):
         edges = extract_edges(silver, rules).localCheckpoint()
     with step("records"):
-        records = _records(silver).localCheckpoint()
+        records = record_states(silver).localCheckpoint()
     with step("guardrails"):
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
-
-        # 3. guardrails
-        blocked = blocked_nodes(nodes, pii, rules, overrides).localCheckpoint()
+        blocked = blocked_nodes(nodes, pii, rules, overrides)
         shared = shared_nodes(edges, nodes, rules, blocked)
-        excluded = blocked.unionByName(shared).localCheckpoint()
+        excluded = (blocked.unionByName(shared).groupBy("node_key")
+                    .agg(F.min(F.struct("reason", "detail")).alias("_r"))
+                    .select("node_key", "_r.reason", "_r.detail").localCheckpoint())
+        excluded_pd = excluded.select("node_key", "reason").toPandas()
 
-    # 4. integer ids and arrays
+    # 4. integer ids: node_idx = position in node_key order (the same graph gives the same ids), computed on
+    # the driver from a Spark-side unique id (no single-partition window over all nodes)
     with step("integer ids to driver"):
         active = nodes.join(excluded.select("node_key"), "node_key", "left_anti")
         limited = {t.name: t.max_per_one_id for t in rules.identifier_types}
@@ -179,48 +185,63 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         type_limits = np.array([limited[t] for t, _ in groups], dtype=np.int32)
         indexed = (active.withColumn("_scope", F.coalesce("scope", F.lit("")))
                    .join(F.broadcast(type_index), ["id_type", "_scope"])
-                   .withColumn("node_idx", F.row_number().over(Window.orderBy("node_key")) - 1)
-                   .select("node_key", "node_idx", "type_idx", "anchor_at").localCheckpoint())
-        node_pd = indexed.select("node_idx", "type_idx", "node_key", "anchor_at").toPandas().sort_values("node_idx")
+                   .select("node_key", F.monotonically_increasing_id().alias("node_uid"), "type_idx", "anchor_at")
+                   .localCheckpoint())
+        node_pd = indexed.toPandas()
+        node_pd = node_pd.iloc[_key_order(node_pd["node_key"])].reset_index(drop=True)   # row i = node_idx i
         node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
+        uid_to_idx = _UidIndex(node_pd["node_uid"].to_numpy(dtype=np.int64))
 
         pairs = unique_pairs(edges)
         forced = always_link_edges(overrides, nodes)
         if forced is not None:
+            forced = forced.localCheckpoint()
             pairs = (pairs.unionByName(forced.withColumn("edge_rank", F.lit(-RANK_SHIFT).cast("long")))
                      .groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank")))
-        src_ix = indexed.select(F.col("node_key").alias("src_key"), F.col("node_idx").alias("src_idx"))
-        dst_ix = indexed.select(F.col("node_key").alias("dst_key"), F.col("node_idx").alias("dst_idx"))
-        int_pairs = (pairs.join(src_ix, "src_key").join(dst_ix, "dst_key")
-                     .select("src_idx", "dst_idx", "edge_rank").toPandas().sort_values(["src_idx", "dst_idx"]))
-        src = int_pairs["src_idx"].to_numpy(dtype=np.int64)
-        dst = int_pairs["dst_idx"].to_numpy(dtype=np.int64)
-        rank = int_pairs["edge_rank"].to_numpy(dtype=np.int64)
+        src_ix = indexed.select(F.col("node_key").alias("src_key"), F.col("node_uid").alias("src_uid"))
+        dst_ix = indexed.select(F.col("node_key").alias("dst_key"), F.col("node_uid").alias("dst_uid"))
+        int_pairs = pairs.join(src_ix, "src_key").join(dst_ix, "dst_key").select("src_uid", "dst_uid", "edge_rank").toPandas()
+        src = uid_to_idx(int_pairs["src_uid"].to_numpy(dtype=np.int64))
+        dst = uid_to_idx(int_pairs["dst_uid"].to_numpy(dtype=np.int64))
+        order = np.lexsort((dst, src))
+        src, dst = src[order], dst[order]
+        rank = int_pairs["edge_rank"].to_numpy(dtype=np.int64)[order]
+        del int_pairs
     with step("components"):
-        key_to_idx = dict(zip(node_pd["node_key"], node_pd["node_idx"]))
-        never = [(key_to_idx[a], key_to_idx[b]) for a, b in never_link_pairs(overrides) if a in key_to_idx and b in key_to_idx]
+        never_keys = never_link_pairs(overrides)
+        never = []
+        if never_keys:
+            position = pd.Index(node_pd["node_key"])
+            never = [(int(position.get_loc(a)), int(position.get_loc(b))) for a, b in never_keys
+                     if a in position and b in position]
         comps = resolve_with_overrides(node_type, src, dst, rank, type_limits, method=rules.method,
                                        never_link=never, resolver=_resolver(rules.method, spark))
 
     # 5. stable ids
-    # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
     with step("stable ids"):
+        # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
         nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
                                  "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
-                                 "label": comps.labels[node_pd["node_idx"].to_numpy()]})
+                                 "label": comps.labels})
         if len(previous) and "anchor_at" in previous:
-            kept = nodes_pd["node_key"].map(dict(zip(previous["node_key"], pd.to_datetime(previous["anchor_at"]))))
+            kept = nodes_pd[["node_key"]].merge(previous[["node_key", "anchor_at"]], on="node_key", how="left")["anchor_at"]
+            kept = pd.to_datetime(kept).to_numpy()
             nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
-                kept.isna() | (nodes_pd["first_seen_at"] <= kept), kept)
+                pd.isna(kept) | (nodes_pd["first_seen_at"].to_numpy() <= kept), kept)
         run_at = dt.datetime.combine(run_date, dt.time())
         node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
         node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
 
-    # identity_nodes rows
     with step("output frames"):
-        map_df = spark.createDataFrame(node_map, "node_key string, one_id string, anchor_at timestamp")
-        status = excluded.groupBy("node_key").agg(F.min("reason").alias("_reason"))
-        out_nodes = (nodes.drop("anchor_at").join(status, "node_key", "left").join(map_df, "node_key", "left")
+        # identity_nodes rows; the map goes back to Spark keyed by the integer node_uid
+        map_df = spark.createDataFrame(
+            pd.DataFrame({"node_uid": node_pd["node_uid"].to_numpy(dtype=np.int64),
+                          "one_id": node_map["one_id"].to_numpy(), "anchor_at": node_map["anchor_at"].to_numpy()}),
+            "node_uid long, one_id string, anchor_at timestamp")
+        keyed_map = indexed.select("node_key", "node_uid").join(map_df, "node_uid").drop("node_uid").localCheckpoint()
+        out_nodes = (nodes.drop("anchor_at").join(excluded.select("node_key", F.col("reason").alias("_reason")),
+                                                  "node_key", "left")
+                     .join(keyed_map, "node_key", "left")
                      .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "anchor_at",
                              "record_count",
                              F.when(F.col("_reason").isNull(), "active")
@@ -228,55 +249,61 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                              "one_id")
                      .withColumn("run_date", F.lit(run_date)))
 
-        # identity_edges rows
-        pair_status = spark.createDataFrame(
-            pd.DataFrame({"src_idx": src, "dst_idx": dst, "_reason": comps.edge_reason.astype(np.int32),
-                          "_conflict": comps.edge_conflict.astype(np.int32)}),
-            "src_idx long, dst_idx long, _reason int, _conflict int")
-        conflict_text = F.create_map(*[x for i, (t, sc) in enumerate(groups) for x in (
-            F.lit(i), F.lit(f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})"))])
-        code = F.create_map(*[x for k, v in EDGE_STATUS.items() for x in (F.lit(k), F.lit(v))])
-        keyed_status = (pair_status.join(src_ix, "src_idx").join(dst_ix, "dst_idx")
-                        .select("src_key", "dst_key", code[F.col("_reason")].alias("status"),
-                                conflict_text[F.col("_conflict")].alias("conflict")))
-        ex = excluded.groupBy("node_key").agg(F.min("reason").alias("r"))
-        exs = ex.select(F.col("node_key").alias("src_key"), F.col("r").alias("_rs"))
-        exd = ex.select(F.col("node_key").alias("dst_key"), F.col("r").alias("_rd"))
+        # identity_edges rows: only the links the components step did not keep travel back from the driver
+        not_kept = np.flatnonzero(comps.edge_reason != REASON_KEPT)
+        conflict_of = {i: f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})" for i, (t, sc) in enumerate(groups)}
+        dropped = pd.DataFrame({
+            "src_key": node_pd["node_key"].to_numpy()[src[not_kept]],
+            "dst_key": node_pd["node_key"].to_numpy()[dst[not_kept]],
+            "status": [EDGE_STATUS[int(r)] for r in comps.edge_reason[not_kept]],
+            "conflict": [conflict_of.get(int(c)) for c in comps.edge_conflict[not_kept]]})
+        # the arrays are ordered by node index, the keys by node_key: the pair's ends keep src_key < dst_key
+        swap = dropped["src_key"] > dropped["dst_key"]
+        dropped.loc[swap, ["src_key", "dst_key"]] = dropped.loc[swap, ["dst_key", "src_key"]].to_numpy()
+        dropped_schema = "src_key string, dst_key string, status string, conflict string"
+        dropped_df = F.broadcast((spark.createDataFrame(dropped, dropped_schema) if len(dropped)
+                                  else spark.createDataFrame([], dropped_schema)).localCheckpoint())
+        ex = excluded.select("node_key", "reason")
+        exs = ex.select(F.col("node_key").alias("src_key"), F.col("reason").alias("_rs"))
+        exd = ex.select(F.col("node_key").alias("dst_key"), F.col("reason").alias("_rd"))
         node_reason = F.coalesce("_rs", "_rd")
-        conflicts = keyed_status.select("src_key", "dst_key", "conflict")
-        keyed_status = keyed_status.drop("conflict")
+        edge_status = F.coalesce(F.when(node_reason == "shared", "shared_node").when(node_reason.isNotNull(), "blocked_node"),
+                                 F.col("_dropped"), F.lit("kept"))
+        keyed_status = dropped_df.select("src_key", "dst_key", F.col("status").alias("_dropped"))
         out_edges = (edges.join(keyed_status, ["src_key", "dst_key"], "left").join(exs, "src_key", "left")
                      .join(exd, "dst_key", "left")
-                     .withColumn("status", F.coalesce(F.col("status"),
-                                                      F.when(node_reason == "shared", "shared_node")
-                                                      .when(node_reason.isNotNull(), "blocked_node")))
+                     .withColumn("status", edge_status)
                      .select("src_key", "dst_key", "rule", "source", "rank", "sample_record_id", "first_seen_at",
                              "last_seen_at", "record_count", "status")
                      .withColumn("run_date", F.lit(run_date)))
         if forced is not None:
-            forced_rows = (forced.join(keyed_status, ["src_key", "dst_key"], "left")
+            forced_rows = (forced.join(keyed_status, ["src_key", "dst_key"], "left").join(exs, "src_key", "left")
+                           .join(exd, "dst_key", "left")
                            .select("src_key", "dst_key", F.lit("override_always_link").alias("rule"),
                                    F.lit("steward").alias("source"), F.lit(-1).alias("rank"),
                                    F.lit(None).cast("string").alias("sample_record_id"),
                                    F.lit(None).cast("timestamp").alias("first_seen_at"),
                                    F.lit(None).cast("timestamp").alias("last_seen_at"),
-                                   F.lit(0).cast("long").alias("record_count"), "status")
+                                   F.lit(0).cast("long").alias("record_count"), edge_status.alias("status"))
                            .withColumn("run_date", F.lit(run_date)))
             out_edges = out_edges.unionByName(forced_rows)
-        out_edges = out_edges.localCheckpoint()
 
         # identity_rejections rows
-        node_rej = excluded.select(F.lit("node").alias("kind"), "node_key", F.lit(None).cast("string").alias("other_node_key"),
-                                   "reason", "detail")
-        edge_rej = (out_edges.where(F.col("status").isin("dropped_limit", "dropped_never_link"))
-                    .groupBy("src_key", "dst_key", "status")
+        node_rej = excluded.select(F.lit("node").alias("kind"), "node_key",
+                                   F.lit(None).cast("string").alias("other_node_key"), "reason", "detail")
+        ruled = edges.select("src_key", "dst_key", "rank", "rule")
+        if forced is not None:
+            ruled = ruled.unionByName(forced.select("src_key", "dst_key", F.lit(-1).alias("rank"),
+                                                    F.lit("override_always_link").alias("rule")))
+        edge_rej = (ruled.join(dropped_df, ["src_key", "dst_key"])
+                    .groupBy("src_key", "dst_key", "status", "conflict")
                     .agg(F.min(F.struct("rank", "rule")).alias("_r"))
-                    .join(conflicts, ["src_key", "dst_key"], "left")
                     .select(F.lit("edge").alias("kind"), F.col("src_key").alias("node_key"),
                             F.col("dst_key").alias("other_node_key"),
                             F.when(F.col("status") == "dropped_limit", "limit").otherwise("never_link").alias("reason"),
                             F.when(F.col("status") == "dropped_limit",
-                                   F.concat(F.lit("link "), F.col("_r.rule"), F.lit(" (rank "), F.col("_r.rank").cast("string"),
+                                   F.concat(F.lit("link "), F.col("_r.rule"), F.lit(" (rank "),
+                                            F.col("_r.rank").cast("string"),
                                             F.lit(") dropped: merging would exceed the limit of "),
                                             F.coalesce(F.col("conflict"), F.lit("an identifier type")),
                                             F.lit("; the more trusted and older links were applied first")))
@@ -285,28 +312,60 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                             .alias("detail")))
         rejections = node_rej.unionByName(edge_rej).withColumn("run_date", F.lit(run_date))
 
-        n_excluded, n_blocked = excluded.count(), blocked.count()
-        counts = {
-            "nodes": len(node_pd) + n_excluded,
-            "nodes_active": len(node_pd),
-            "nodes_blocked": n_blocked,
-            "nodes_shared": n_excluded - n_blocked,
-            "link_pairs": len(src),
-            "links_dropped_limit": int((comps.edge_reason == 1).sum()),
-            "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
-            "one_ids": int(node_map["one_id"].nunique()),
-            "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
-        }
-    return Resolved(observations, out_nodes, out_edges, rejections, records, node_map, events, counts)
+    n_excluded = len(excluded_pd)
+    n_blocked = int((excluded_pd["reason"] != "shared").sum())
+    counts = {
+        "nodes": len(node_pd) + n_excluded,
+        "nodes_active": len(node_pd),
+        "nodes_blocked": n_blocked,
+        "nodes_shared": n_excluded - n_blocked,
+        "link_pairs": len(src),
+        "links_dropped_limit": int((comps.edge_reason == 1).sum()),
+        "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
+        "one_ids": int(node_map["one_id"].nunique()),
+        "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
+    }
+    return Resolved(observations, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts)
 
 
-def _records(silver: dict[str, DataFrame]) -> DataFrame:
+class _UidIndex:
+    """Maps Spark's monotonically_increasing_id values to node indices (positions in `uids`)."""
+
+    def __init__(self, uids: np.ndarray):
+        self.order = np.argsort(uids, kind="stable")
+        self.sorted = uids[self.order]
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.sorted, values)
+        if len(values) and (pos.max(initial=0) >= len(self.sorted) or not np.array_equal(self.sorted[pos], values)):
+            raise CdpError("internal: an edge end has no integer node id")
+        return self.order[pos].astype(np.int64)
+
+
+def _key_order(keys: pd.Series) -> np.ndarray:
+    """Row order by node_key (Arrow sorts strings in C++; byte order equals Spark's string order)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.sort_indices(pa.array(keys.astype(object), type=pa.string())).to_numpy()
+
+
+def record_states(silver: dict[str, DataFrame]) -> DataFrame:
+    """One row per source record: source, source_record_id, and the silver `one_id` its rows carry now
+    (rows, rows_without_one_id, min_one_id, max_one_id), so only records whose value changes are written back."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    parts = [df.select(F.lit(name).alias("source"), F.col("source_record_id").cast("string")) for name, df in silver.items()]
-    return reduce(lambda a, b: a.unionByName(b), parts).distinct()
+    parts = []
+    for name, df in silver.items():
+        one_id = F.col("one_id") if "one_id" in df.columns else F.lit(None).cast("string")
+        parts.append(df.select(F.lit(name).alias("source"), F.col("source_record_id").cast("string"),
+                               one_id.alias("one_id")))
+    return (reduce(lambda a, b: a.unionByName(b), parts)
+            .groupBy("source", "source_record_id")
+            .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("one_id").isNull().cast("int")).alias("rows_without_one_id"),
+                 F.min("one_id").alias("min_one_id"), F.max("one_id").alias("max_one_id")))
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -324,7 +383,11 @@ def _history_frame(spark: SparkSession, events: pd.DataFrame, run_date: dt.date)
 
 
 def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, record_map: DataFrame) -> None:
-    """MERGE the record map into one silver record table: every row of a record gets the record's one_id."""
+    """MERGE records' one_id into one silver record table: every row of a record gets the record's one_id.
+
+    `record_map` (source, source_record_id, one_id) may hold only the records whose silver rows need the value
+    (the stage passes those); rows already carrying the value are not rewritten either way.
+    """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -335,12 +398,44 @@ def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, sour
      .execute())
 
 
+def rewrite_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, record_map: DataFrame) -> None:
+    """Rewrite one silver record table with the records' one_id in one pass (one join, one Delta commit).
+
+    The same result as `fill_silver_one_id`, for when most records change (the first resolution of a lake, a
+    rebuild that renames most profiles): a MERGE would join the table with the records twice, once to find the
+    files to rewrite and once to rewrite them all. Rows of records not in `record_map` keep their value.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.lake import overwrite_table, read_table
+
+    partition_by = DeltaTable.forPath(spark, settings.table_path(table)).detail().first()["partitionColumns"]
+    silver = read_table(spark, settings, table)
+    updates = (record_map.where(F.col("source") == source)
+               .select("source_record_id", F.col("one_id").alias("_one_id"), F.lit(True).alias("_update")))
+    rewritten = (silver.join(updates, "source_record_id", "left")
+                 .withColumn("one_id", F.when(F.col("_update"), F.col("_one_id")).otherwise(F.col("one_id")))
+                 .select(*silver.columns))
+    overwrite_table(rewritten, settings, table, partition_by=tuple(partition_by or ()))
+
+
+def _same_redirects(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    def rows(df: pd.DataFrame) -> list[tuple]:
+        if not len(df):
+            return []
+        return sorted((r.old_one_id, r.current_one_id, pd.Timestamp(r.redirected_at), r.reason)
+                      for r in df.itertuples(index=False))
+    return rows(a) == rows(b)
+
+
 def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
                      res: Resolved, redirects: pd.DataFrame, step: StepHook = log_step) -> dict[str, Any]:
+    """Write the identity tables, the record map and the silver `one_id` values (only records that change)."""
     from pyspark.sql import functions as F
 
     from cdp.identity.persist import record_one_ids, update_redirects
-    from cdp.lake import merge_table, overwrite_table
+    from cdp.lake import merge_table, overwrite_table, table_exists
 
     # Crash safety (docs/reliability.md): identity_nodes is the persisted map the next run starts from
     # (read_previous), so it is written last; a run killed before it leaves the previous map in place and the
@@ -350,46 +445,48 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
         overwrite_table(res.edges, settings, "identity_edges")
         overwrite_table(res.rejections, settings, "identity_rejections")
     with step("write history, redirects"):
-        if len(res.events) or not _exists(spark, settings, "identity_history"):
+        if len(res.events) or not table_exists(spark, settings, "identity_history"):
             merge_table(spark, _history_frame(spark, res.events, run_date), settings, "identity_history",
                         keys=HISTORY_EVENT_KEY, update=False)
         new_redirects = update_redirects(redirects, res.events)
-        red_schema = "old_one_id string, current_one_id string, redirected_at timestamp, reason string"
-        red_df = (spark.createDataFrame(new_redirects.assign(redirected_at=pd.to_datetime(new_redirects["redirected_at"])),
-                                        red_schema) if len(new_redirects) else spark.createDataFrame([], red_schema))
-        overwrite_table(red_df, settings, "identity_redirects")
+        if not _same_redirects(new_redirects, redirects) or not table_exists(spark, settings, "identity_redirects"):
+            red_schema = "old_one_id string, current_one_id string, redirected_at timestamp, reason string"
+            red_df = (spark.createDataFrame(new_redirects.assign(redirected_at=pd.to_datetime(new_redirects["redirected_at"])),
+                                            red_schema) if len(new_redirects) else spark.createDataFrame([], red_schema))
+            overwrite_table(red_df, settings, "identity_redirects")
 
     with step("record map"):
-        node_map = res.nodes.select("node_key", "one_id")  # identity_nodes is written last
-        record_map = record_one_ids(res.observations, node_map, res.records).withColumn("run_date", F.lit(run_date))
-        overwrite_table(record_map, settings, "identity_record_map")
-        record_map = read_table_cols(spark, settings, "identity_record_map", "source", "source_record_id", "one_id")
+        one_id = F.col("one_id")
+        in_sync = (F.when(one_id.isNull(), F.col("rows_without_one_id") == F.col("rows"))
+                   .otherwise((F.col("rows_without_one_id") == 0) & (F.col("min_one_id") == one_id)
+                              & (F.col("max_one_id") == one_id)))
+        record_map = (record_one_ids(res.observations, res.node_one_ids, res.records)
+                      .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"))
+                      .localCheckpoint())
+        overwrite_table(record_map.select("source", "source_record_id", "one_id").withColumn("run_date", F.lit(run_date)),
+                        settings, "identity_record_map")
+        per_source = {r.source: r for r in record_map.groupBy("source").agg(
+            F.count(F.lit(1)).alias("n"), F.sum(one_id.isNull().cast("int")).alias("none"),
+            F.sum(F.col("is_changed").cast("int")).alias("changed")).collect()}
     with step("silver one_id"):
+        silver_changed = {}
         if rules.fill_silver_one_id:
-            from cdp.lake import table_exists
-
+            changed = record_map.where(F.col("is_changed"))
             for source_name, source in rules.sources.items():
-                if table_exists(spark, settings, source.table):
-                    fill_silver_one_id(spark, settings, source.table, source_name, record_map)
+                n = int(per_source[source_name].changed) if source_name in per_source else 0
+                if n and table_exists(spark, settings, source.table):
+                    # most records change (first resolution): one rewrite pass; else MERGE only the changed ones
+                    write = (rewrite_silver_one_id if n >= REWRITE_SILVER_SHARE * per_source[source_name].n
+                             else fill_silver_one_id)
+                    write(spark, settings, source.table, source_name, changed)
+                    silver_changed[source_name] = n
     with step("write nodes"):
         overwrite_table(res.nodes, settings, "identity_nodes")
-    with step("summary"):
-        rec = record_map.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).first()
     events = res.events["event_type"].value_counts().to_dict() if len(res.events) else {}
-    return {"records": int(rec["n"]), "records_without_one_id": int(rec["none"] or 0),
+    return {"records": sum(int(r.n) for r in per_source.values()),
+            "records_without_one_id": sum(int(r.none or 0) for r in per_source.values()),
+            "silver_records_updated": silver_changed,
             "events": {k: int(v) for k, v in sorted(events.items())}, "redirects": len(new_redirects)}
-
-
-def _exists(spark: SparkSession, settings: Settings, name: str) -> bool:
-    from cdp.lake import table_exists
-
-    return table_exists(spark, settings, name)
-
-
-def read_table_cols(spark: SparkSession, settings: Settings, name: str, *cols: str) -> DataFrame:
-    from cdp.lake import read_table
-
-    return read_table(spark, settings, name).select(*cols)
 
 
 def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRules) -> dict[str, int]:
@@ -476,7 +573,7 @@ def empty_redirects() -> pd.DataFrame:
 
 
 def _release(res: Resolved) -> None:
-    for df in (res.observations, res.edges, res.records):
+    for df in (res.observations, res.edges, res.records, res.node_one_ids):
         df.unpersist()
 
 
