@@ -19,6 +19,7 @@ harness); on a shared machine CPU seconds are the number to compare. For 1M cust
 `CDP_SPARK_CONF=spark.driver.memory=8g`.
 
     python -m benchmarks.bench_models --customers 100000 1000000 [--append-docs]
+    python -m benchmarks.bench_models --customers 1000000 --driver-only   # the pandas/scikit-learn side alone
 """
 from __future__ import annotations
 
@@ -115,15 +116,89 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     return results
 
 
+def synthetic_compact(customers: int, seed: int = 11):
+    """CompactFacts shaped like the compaction's output for `synthetic_facts` (same rhythms and active periods,
+    ~4.1 customer-days per customer), built in numpy: the driver side alone, without Spark."""
+    import numpy as np
+    import pandas as pd
+
+    from cdp.models.features import DAY_COLUMNS, CompactFacts
+
+    rng = np.random.default_rng(seed)
+    gap = rng.integers(15, 120, customers)
+    start = rng.integers(0, 700, customers)
+    stop = (start * rng.random(customers)).astype(int)
+    k = (start - stop) // gap + 1
+    customer = np.repeat(np.arange(customers, dtype=np.int32), k)
+    step = np.arange(len(customer)) - np.repeat(np.cumsum(k) - k, k)
+    days_ago = np.maximum(np.repeat(stop, k) + step * np.repeat(gap, k) + rng.integers(0, 10, len(customer)), 1)
+    days = pd.DataFrame({"customer": customer,
+                         "paid_date": (pd.Timestamp(RUN_DATE) - pd.to_timedelta(days_ago, unit="D")).values})
+    days = days.drop_duplicates().sort_values(["customer", "paid_date"]).reset_index(drop=True)
+    n = len(days)
+    days["amount"] = rng.random(n) * 200 + 5
+    days["n_lines"] = rng.integers(1, 4, n)
+    days["return_amount"] = 0.0
+    days["return_lines"] = 0
+    channel = rng.integers(0, 3, n)
+    for i, c in enumerate(("pos", "miniprogram", "ecommerce")):
+        days[f"amount_{c}"] = np.where(channel == i, days["amount"], 0.0)
+    categories = (days[["customer", "paid_date"]].rename(columns={"paid_date": "first_date"})
+                  .groupby("customer").head(4).reset_index(drop=True))
+    return CompactFacts(days[list(DAY_COLUMNS)], categories, None)
+
+
+def bench_driver(customers: int) -> list[Measurement]:
+    """The driver side at `customers` without Spark: one feature snapshot, churn training with the configured
+    row cap (4 as-of dates, calibrated; not registered) and scoring every customer."""
+    from cdp.models.config import load_models_config
+    from cdp.models.features import build_features
+    from cdp.models.propensity import fit_propensity, snapshot
+
+    label = size_label(customers) + " driver only"
+    cfg = load_models_config()
+    results = []
+    with measure(f"{label}: synthetic compact frames (int32 codes)") as m:
+        compact = synthetic_compact(customers)
+    m.rows = len(compact.days)
+    m.extra["frames_mb"] = float((compact.days.memory_usage().sum() + compact.categories.memory_usage().sum()) / 2**20)
+    results.append(m)
+    with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
+        features = build_features(compact, RUN_DATE)
+    m.rows = len(features)
+    results.append(m)
+    del features
+    with measure(f"{label}: train churn (4 as-of dates, capped, calibrated)") as m:
+        model, metrics = fit_propensity(compact, RUN_DATE, "churn", cfg.churn.horizon_days, cfg.training, cfg.seed,
+                                        snapshots=None)
+    m.rows = metrics["train_rows"] + metrics["calibration_rows"]
+    m.extra["snapshot_rows"] = "/".join(str(n) for n in metrics["snapshot_rows"])
+    m.extra["calibration_auc"] = metrics["calibration_roc_auc"]
+    results.append(m)
+    with measure(f"{label}: snapshot + score every customer (200k chunks)") as m:
+        scores = model.predict(snapshot(compact, RUN_DATE))
+    m.rows = len(scores)
+    results.append(m)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--append-docs", action="store_true")
+    parser.add_argument("--driver-only", action="store_true",
+                        help="no Spark: synthetic compact frames, features, capped training and scoring on the driver")
     args = parser.parse_args(argv)
 
     from cdp.entry import setup_logging
 
     setup_logging()
+    if args.driver_only:
+        results = [m for n in args.customers for m in bench_driver(n)]
+        print(write_report("Models driver only", results))
+        for m in results:
+            print(m.name, m.extra)
+        return 0
     results = bench_sizes("bench_models_", args.customers, bench)
     text = write_report("Models", results)
     print(text)
