@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +29,16 @@ def d(text: str) -> dt.date:
 
 def dec(text: str) -> Decimal:
     return Decimal(text)
+
+
+def changed_conf(tmp_path: Path, name: str, change: dict[str, Any]) -> Path:
+    """A copy of the shipped conf/`name` with top-level keys replaced by `change` (for rejected-rules tests)."""
+    import yaml
+
+    from cdp.config import default_conf_dir
+
+    raw = yaml.safe_load((default_conf_dir() / name).read_text())
+    raw.update(change)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path

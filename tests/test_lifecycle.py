@@ -5,8 +5,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-import yaml
-from profiles_helpers import d, dec
+from profiles_helpers import changed_conf, d, dec
 
 from cdp.config import default_conf_dir
 from cdp.errors import ConfigError
@@ -26,10 +25,7 @@ def test_shipped_thresholds():
     ({"dormant_days": 90}, "key dormant_days: Extra inputs are not permitted"),
 ])
 def test_wrong_thresholds_name_file_and_key(tmp_path: Path, change, message):
-    raw = yaml.safe_load((CONF / "lifecycle.yaml").read_text())
-    raw.update(change)
-    path = tmp_path / "lifecycle.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = changed_conf(tmp_path, "lifecycle.yaml", change)
     with pytest.raises(ConfigError, match=message) as err:
         load_lifecycle_rules(path)
     assert str(path) in str(err.value)

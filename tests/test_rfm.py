@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import EXTERNAL_DATA
-from profiles_helpers import d, dec
+from profiles_helpers import changed_conf, d, dec
 
 from cdp.config import default_conf_dir
 from cdp.errors import ConfigError
@@ -31,10 +31,7 @@ def test_shipped_grid_names_all_ten_segments_once_per_cell():
     ({"window_days": 0}, "key window_days"),
 ])
 def test_wrong_rfm_rules_name_file_and_key(tmp_path: Path, change, message):
-    raw = yaml.safe_load((CONF / "rfm.yaml").read_text())
-    raw.update(change)
-    path = tmp_path / "rfm.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = changed_conf(tmp_path, "rfm.yaml", change)
     with pytest.raises(ConfigError, match=message) as err:
         load_rfm_rules(path)
     assert str(path) in str(err.value)
