@@ -81,6 +81,7 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
     m.rows = read_table(spark, settings, "gold_order_facts").count()
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     with measure(f"{label}: compaction in Spark -> driver (customer-days)") as m:
         inputs = load_inputs(spark, settings, RUN_DATE)
     compact = inputs.compact
@@ -89,6 +90,7 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.extra["driver_frames_mb"] = float((compact.days.memory_usage(deep=True).sum()
                                          + compact.categories.memory_usage(deep=True).sum()) / 2**20)
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
         features = build_features(compact, RUN_DATE)
     m.extra["cpu_s"], cpu = tree_cpu_s() - cpu, tree_cpu_s()
@@ -96,6 +98,7 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.extra["columns"] = features.shape[1]
     m.extra["feature_frame_mb"] = float(features.memory_usage(deep=True).sum() / 2**20)
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     del features
     cfg = load_models_config(settings)
     with measure(f"{label}: train churn (4 as-of dates, calibrated, registered)") as m:
@@ -105,6 +108,7 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.extra["snapshot_rows"] = "/".join(str(n) for n in trained["metrics"]["snapshot_rows"])
     m.extra["calibration_auc"] = trained["metrics"]["calibration_roc_auc"]
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     inputs.release()
     del compact, inputs
     with measure(f"{label}: daily scoring job (trains repurchase on the fly) -> gold_model_scores") as m:
@@ -113,6 +117,7 @@ def bench(spark, settings, customers: int) -> list[Measurement]:
     m.rows = summary["customers"]
     m.extra["score_rows"] = sum(v.get("rows", 0) for v in summary["models"].values())
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     return results
 
 
@@ -163,10 +168,12 @@ def bench_driver(customers: int) -> list[Measurement]:
     m.rows = len(compact.days)
     m.extra["frames_mb"] = float((compact.days.memory_usage().sum() + compact.categories.memory_usage().sum()) / 2**20)
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     with measure(f"{label}: features as of the run date (incl. BG/NBD fit)") as m:
         features = build_features(compact, RUN_DATE)
     m.rows = len(features)
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     del features
     with measure(f"{label}: train churn (4 as-of dates, capped, calibrated)") as m:
         model, metrics = fit_propensity(compact, RUN_DATE, "churn", cfg.churn.horizon_days, cfg.training, cfg.seed,
@@ -175,10 +182,12 @@ def bench_driver(customers: int) -> list[Measurement]:
     m.extra["snapshot_rows"] = "/".join(str(n) for n in metrics["snapshot_rows"])
     m.extra["calibration_auc"] = metrics["calibration_roc_auc"]
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     with measure(f"{label}: snapshot + score every customer (200k chunks)") as m:
         scores = model.predict(snapshot(compact, RUN_DATE))
     m.rows = len(scores)
     results.append(m)
+    print(m.row(), m.extra, flush=True)
     return results
 
 
