@@ -138,6 +138,17 @@ def _stage_dir(settings: Settings, run_id: str) -> Path:
     return Path(settings.table_path("ingest_staging")) / run_id
 
 
+def _remove_stale_staging(settings: Settings, run_id: str) -> None:
+    """Staging folders of earlier runs killed before their clean-up (a finished run removes its own; a SIGKILL
+    skips that). Safe: the caller holds the lake lock (cdp.locking), so no other ingest of this lake runs."""
+    root = _stage_dir(settings, run_id).parent
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.name != run_id:
+                log.info("removing the staging folder of an interrupted run: %s", child.name)
+                shutil.rmtree(child, ignore_errors=True)
+
+
 def _hashes_predicate(hashes: Sequence[str]) -> str:
     return "content_hash IN (" + ", ".join(f"'{h}'" for h in sorted(hashes)) + ")"
 
@@ -286,6 +297,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     run_id = f"ingest-{run_date.isoformat()}-{ingested_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     ctx = _RunContext(run_id, ingested_at, load_secret(settings), _stage_dir(settings, run_id))
+    _remove_stale_staging(settings, run_id)
     known = ledger_mod.known_contents(spark, settings)
     reports: dict[str, SourceReport] = {}
     try:
