@@ -25,6 +25,7 @@ import filecmp
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -321,3 +322,41 @@ def test_schema_drift_extra_column_kept_missing_column_quarantines_the_file(spar
     history = spark.read.format("delta").load(settings.table_path("identity_history")).where(F.col("run_date") == day2)
     # the identity crash scenarios need day-2 events: new customers (create) and the linked pair (merge)
     assert {r.event_type for r in history.select("event_type").distinct().collect()} >= {"create", "merge"}
+
+
+# --- the hook itself (pure Python, no JVM) -----------------------------------------------------------------
+def _two_writes(spec: str, marker: str) -> None:
+    from cdp import lake
+
+    os.environ["CDP_FAULT_KILL_AT"] = spec
+    for n in (1, 2, 3):
+        with lake._fault_point(None, "gold_x"):
+            with open(marker, "a") as f:
+                f.write(f"write {n}\n")
+
+
+@pytest.mark.parametrize("spec, written", [
+    ("gold_x:after:2", ["write 1", "write 2"]),  # killed right after the 2nd write of gold_x
+    ("gold_x:before", []),                      # killed before the 1st
+    ("gold_y:before", ["write 1", "write 2", "write 3"]),  # another table: a no-op
+])
+def test_fault_hook_kills_at_the_named_write_only(tmp_path, spec, written):
+    import multiprocessing as mp
+
+    marker = tmp_path / "writes.txt"
+    marker.touch()
+    child = mp.get_context("fork").Process(target=_two_writes, args=(spec, str(marker)))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == (0 if spec.startswith("gold_y") else -signal.SIGKILL)
+    assert marker.read_text().splitlines() == written
+
+
+def test_fault_hook_rejects_a_malformed_spec(monkeypatch):
+    from cdp import lake
+    from cdp.errors import ConfigError
+
+    monkeypatch.setenv("CDP_FAULT_KILL_AT", "gold_x:sometimes")
+    with pytest.raises(ConfigError, match=re.escape("gold_x:sometimes': expected <table>:<before|during|after>")):
+        with lake._fault_point(None, "gold_x"):
+            pass
