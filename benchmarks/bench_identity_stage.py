@@ -91,6 +91,7 @@ class StepMeter:
             self.rows.append({"run": self.label, "step": name, "wall_s": wall, "cpu_s": cpu,
                               "peak_rss_mb": max(peak[0], _rss(self.proc)) / 2**20,
                               "spark_jobs": self._last_job() - job0})
+            print(f"{self.label} | {name}: {wall:.1f} s wall, {cpu:.1f} CPU s", flush=True)
 
 
 def _table(rows: list[dict]) -> str:
@@ -170,7 +171,27 @@ def main(argv: list[str] | None = None) -> int:
     silver_rows = sum(read_table(spark, settings, t).count() for t in
                       ("silver_pos_lines", "silver_miniprogram_events", "silver_wecom_contacts",
                        "silver_ecommerce_lines", "silver_crm_members") if table_exists(spark, settings, t))
-    summaries, steps, totals = [], [], []
+    summaries, steps, totals, report = [], [], [], ""
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+
+    def save() -> str:
+        """Write the timings so far (after every run: an interrupted benchmark keeps its finished runs)."""
+        s0 = summaries[0] if summaries else {}
+        head = (f"### Identity stage {args.customers:,} customers\n\n{machine()}\n\n"
+                f"silver rows {silver_rows:,}; source records {s0.get('records', 0):,}; nodes {s0.get('nodes', 0):,}; "
+                f"link pairs {s0.get('link_pairs', 0):,}; One-IDs {s0.get('one_ids', 0):,}\n\n"
+                + "".join(f"- {name}: {secs:,.1f} s wall\n" for name, secs in prep))
+        whole = "\n".join(f"| {t['run']} | {t['wall_s']:,.1f} | {t['cpu_s']:,.1f} | {t['spark_jobs']} | "
+                          f"{t['peak_rss_mb']:,.0f} | {t['load_avg_1m']:.1f} |" for t in totals)
+        report = (head + "\n| run | wall s | CPU s | Spark jobs | peak RSS MB | load avg (1 min, at end) |\n"
+                  "|---|---:|---:|---:|---:|---:|\n" + whole + "\n\n" + _table(steps) + "\n")
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / f"identity_stage_{args.customers}_{stamp}.md").write_text(report)
+        (OUT / f"identity_stage_{args.customers}_{stamp}.json").write_text(
+            json.dumps({"totals": totals, "steps": steps, "summary": summaries, "silver_rows": silver_rows},
+                       indent=2, default=str))
+        return report
+
     for i in range(args.runs):
         label = "first run" if i == 0 else f"re-run {i} (no change)"
         meter = StepMeter(spark, label)
@@ -180,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         steps.extend(meter.rows)
         totals.append({**whole, "step": "whole stage", "load_avg_1m": os.getloadavg()[0]})
         summaries.append(summary)
+        report = save()
+    print(report, flush=True)
 
     quality = None
     if not args.no_quality:
@@ -196,23 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         rejections = read_table(spark, settings, "identity_rejections").count()
         quality = pairwise_quality(rm, truth, reachable=reachable_groups(obs, truth), rejections=rejections)
 
-    s0 = summaries[0] if summaries else {}
-    head = (f"### Identity stage {args.customers:,} customers\n\n{machine()}\n\n"
-            f"silver rows {silver_rows:,}; source records {s0.get('records', 0):,}; nodes {s0.get('nodes', 0):,}; "
-            f"link pairs {s0.get('link_pairs', 0):,}; One-IDs {s0.get('one_ids', 0):,}\n\n"
-            + "".join(f"- {name}: {secs:,.1f} s wall\n" for name, secs in prep))
-    whole = "\n".join(f"| {t['run']} | {t['wall_s']:,.1f} | {t['cpu_s']:,.1f} | {t['spark_jobs']} | "
-                      f"{t['peak_rss_mb']:,.0f} | {t['load_avg_1m']:.1f} |" for t in totals)
-    report = (head + "\n| run | wall s | CPU s | Spark jobs | peak RSS MB | load avg (1 min, at end) |\n"
-              "|---|---:|---:|---:|---:|---:|\n" + whole + "\n\n" + _table(steps) + "\n")
-    print(report)
     print(json.dumps({"summary": summaries, "quality": quality}, indent=2, default=str))
-    OUT.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    (OUT / f"identity_stage_{args.customers}_{stamp}.md").write_text(report)
-    (OUT / f"identity_stage_{args.customers}_{stamp}.json").write_text(
-        json.dumps({"totals": totals, "steps": steps, "summary": summaries, "quality": quality,
-                    "silver_rows": silver_rows}, indent=2, default=str))
+    if quality is not None:
+        (OUT / f"identity_quality_{args.customers}_{stamp}.json").write_text(json.dumps(quality, indent=2, default=str))
     return 0
 
 
