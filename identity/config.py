@@ -48,6 +48,7 @@ class IdentifierType(_Frozen):
     pii_kind: Literal["mobile", "unionid", "openid"] | None = None
     max_per_one_id: int = Field(0, ge=0)
     shared_threshold: int = Field(0, ge=0)
+    max_records_per_day: int = Field(0, ge=0)
     blocklist: Blocklist = Blocklist()
 
 

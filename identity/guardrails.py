@@ -9,7 +9,9 @@ Three guards act before the components step (the fourth, the per-type limits, ac
    never-link pairs, always-link pairs.
 3. **Shared identifiers.** An identifier linked to more than `shared_threshold` distinct identifiers of one
    higher-priority type and scope (a store phone typed for walk-in customers links to hundreds of member
-   cards; a family phone to two cards of one brand) is not used to merge.
+   cards; a family phone to two cards of one brand) is not used to merge. So is an identifier seen on more than
+   `max_records_per_day` distinct records of one source on one day (the store phone typed for walk-ins that
+   carry no other identifier, so no link betrays it).
 
 A blocked or shared identifier keeps a row in `identity_nodes` (status `blocked` / `shared`) but gets no
 One-ID and takes part in no merge; every decision is a row of `identity_rejections` with a reason that
@@ -113,6 +115,35 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
         F.concat(F.lit("linked to "), F.col("n").cast("string"), F.lit(" distinct "), F.col("other_type"), scope_text,
                  F.lit(" identifiers (shared_threshold "), F.col("threshold").cast("string"), F.lit(")")).alias("detail"))
     # one row per node: the largest count decides the detail (ties by text, deterministic)
+    return (described.groupBy("node_key")
+            .agg(F.max(F.struct(F.col("n"), F.col("detail"))).alias("_best"))
+            .select("node_key", F.lit("shared").alias("reason"), F.col("_best.detail").alias("detail")))
+
+
+def busy_nodes(observations: DataFrame, rules: IdentityRules, excluded: DataFrame) -> DataFrame:
+    """One row per node seen on more than its type's `max_records_per_day` distinct records of one source on one
+    (UTC) day: node_key, reason `shared`, detail ("seen on 24 pos records in one day (max_records_per_day 5)").
+
+    `observations`: one row per (source, source_record_id, node_key) with id_type and seen_at;
+    `excluded`: node_keys already blocked.
+    """
+    from pyspark.sql import functions as F
+
+    limits = {t.name: t.max_records_per_day for t in rules.identifier_types if t.max_records_per_day > 0}
+    if not limits:
+        return observations.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
+    limit = F.create_map(*[x for k, v in limits.items() for x in (F.lit(k), F.lit(v))])
+    per_day = (observations.where(F.col("id_type").isin(list(limits)))
+               .join(excluded.select("node_key"), "node_key", "left_anti")
+               .groupBy("node_key", "id_type", "source", F.to_date("seen_at").alias("day"))
+               .agg(F.countDistinct("source_record_id").alias("n"))
+               .withColumn("limit", limit[F.col("id_type")])
+               .where(F.col("n") > F.col("limit")))
+    described = per_day.select(
+        "node_key", "n",
+        F.concat(F.lit("seen on "), F.col("n").cast("string"), F.lit(" "), F.col("source"),
+                 F.lit(" records in one day (max_records_per_day "), F.col("limit").cast("string"), F.lit(")"))
+        .alias("detail"))
     return (described.groupBy("node_key")
             .agg(F.max(F.struct(F.col("n"), F.col("detail"))).alias("_best"))
             .select("node_key", F.lit("shared").alias("reason"), F.col("_best.detail").alias("detail")))

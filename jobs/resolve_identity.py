@@ -152,7 +152,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import RANK_SHIFT, build_nodes, extract_edges, extract_observations, unique_pairs
-    from cdp.identity.guardrails import always_link_edges, blocked_nodes, never_link_pairs, shared_nodes
+    from cdp.identity.guardrails import always_link_edges, blocked_nodes, busy_nodes, never_link_pairs, shared_nodes
     from cdp.identity.persist import EDGE_STATUS, REASON_KEPT, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -168,7 +168,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
         blocked = blocked_nodes(nodes, pii, rules, overrides)
-        shared = shared_nodes(edges, nodes, rules, blocked)
+        shared = shared_nodes(edges, nodes, rules, blocked).unionByName(busy_nodes(observations, rules, blocked))
         excluded = (blocked.unionByName(shared).groupBy("node_key")
                     .agg(F.min(F.struct("reason", "detail")).alias("_r"))
                     .select("node_key", "_r.reason", "_r.detail").localCheckpoint())

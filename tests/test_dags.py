@@ -42,3 +42,28 @@ def test_daily_dag_runs_every_stage_end_to_end(daily_world, spark):
     assert summary.count() > 0
     assert summary.filter("NOT is_balanced").count() == 0  # landed = accepted + quarantined for every source
     assert read_table(spark, settings, "gold_profiles").count() > 50
+
+
+def test_lookalike_expands_a_segment_of_the_daily_run(daily_world, spark, tmp_path):
+    """`cdp models lookalike --segment` on the lake the DAG built: seeds are translated to the models' integer
+    customer codes and the expansion back to One-IDs (in Spark); the file holds top-K non-seed profiles."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from cdp.cli import main
+    from cdp.lake import read_table
+
+    settings = daily_world.settings
+    members = read_table(spark, settings, "gold_segment_members")
+    biggest = members.groupBy("segment").count().orderBy(F.desc("count"), "segment").first()
+    seeds = {r.one_id for r in members.where(F.col("segment") == biggest.segment).select("one_id").collect()}
+    out = tmp_path / "lookalike.csv"
+    code = main(["models", "lookalike", "--lake", str(daily_world.lake), "--landing", str(daily_world.landing),
+                 "--date", daily_world.run_date, "--segment", biggest.segment, "--top-k", "10", "--out", str(out)])
+    assert code == 0
+    expansion = pd.read_csv(out, dtype={"one_id": str})
+    profiles = {r.one_id for r in read_table(spark, settings, "gold_profiles").select("one_id").collect()}
+    assert 0 < len(expansion) <= 10
+    assert set(expansion["one_id"]) <= profiles - seeds  # real profiles, never a seed
+    assert expansion["one_id"].is_unique
+    assert list(expansion["rank"]) == sorted(expansion["rank"])

@@ -201,3 +201,29 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
     rows = list(csv.reader(out_csv.open()))
     assert rows[0] == ["source", "source_record_id", "one_id"] and len(rows) == 1 + 21
     assert ["pos", "O1", a_id] in rows and ["pos", "O7", ""] in rows
+
+
+@pytest.mark.spark
+def test_a_phone_on_many_orders_a_day_is_shared(spark):
+    """The store phone typed for walk-ins: no card links it to anyone, only its daily record count betrays it."""
+    from cdp.config import load_settings
+    from cdp.identity.config import load_identity_rules
+    from cdp.identity.guardrails import busy_nodes
+
+    rules = load_identity_rules(load_settings("local"))
+    limit = next(t.max_records_per_day for t in rules.identifier_types if t.name == "mobile")
+    assert limit == 5  # the shipped rule this test is about
+
+    def seen(node, day, n, source="pos", id_type="mobile"):
+        return [(source, f"{node}-{day}-{i}", node, id_type, t(day, 8 + i % 12)) for i in range(n)]
+
+    rows = (seen("mobile:store", D1, limit + 1)            # one busy day -> shared
+            + seen("mobile:loyal", D1, limit) + seen("mobile:loyal", D2, limit)  # at the limit every day: a person
+            + seen("mobile:split", D1, 3) + seen("mobile:split", D1, 3, source="miniprogram")  # counted per source
+            + seen("member_card:main:C1", D1, 9, id_type="member_card")  # no daily limit for cards
+            + seen("mobile:junk", D1, 8))                   # already blocked: reported as blocked, not again
+    observations = spark.createDataFrame(rows, "source string, source_record_id string, node_key string, "
+                                               "id_type string, seen_at timestamp")
+    blocked = spark.createDataFrame([("mobile:junk",)], "node_key string")
+    got = [tuple(r) for r in busy_nodes(observations, rules, blocked).collect()]
+    assert got == [("mobile:store", "shared", "seen on 6 pos records in one day (max_records_per_day 5)")]
