@@ -24,46 +24,23 @@ import datetime as dt
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
-import psutil
 
-from benchmarks.harness import OUT, machine
+from benchmarks.harness import OUT, machine, measure
 
 IDENTITY_TABLES = ("identity_nodes", "identity_edges", "identity_rejections", "identity_history",
                    "identity_redirects", "identity_record_map")
 
 
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    return [proc, *proc.children(recursive=True)]
-
-
-def _cpu_s(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in _tree(proc):
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
-
-
-def _rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in _tree(proc):
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
 class StepMeter:
-    """A step hook for `cdp.resolve_identity.run`: wall, CPU s, peak RSS and Spark jobs of every step."""
+    """A step hook for `cdp.resolve_identity.run`: wall, CPU s, peak RSS (harness.measure) and Spark jobs of
+    every step."""
 
     def __init__(self, spark, label: str):
         self.spark, self.label, self.rows = spark, label, []
-        self.proc = psutil.Process(os.getpid())
 
     def _last_job(self) -> int:
         ids = self.spark.sparkContext.statusTracker().getJobIdsForGroup(None)
@@ -71,27 +48,12 @@ class StepMeter:
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        stop = threading.Event()
-        peak = [_rss(self.proc)]
-
-        def sample() -> None:
-            while not stop.wait(0.2):
-                peak[0] = max(peak[0], _rss(self.proc))
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        job0, cpu0, start = self._last_job(), _cpu_s(self.proc), time.perf_counter()
-        try:
+        job0 = self._last_job()
+        with measure(name) as m:
             yield
-        finally:
-            wall = time.perf_counter() - start
-            cpu = _cpu_s(self.proc) - cpu0
-            stop.set()
-            thread.join()
-            self.rows.append({"run": self.label, "step": name, "wall_s": wall, "cpu_s": cpu,
-                              "peak_rss_mb": max(peak[0], _rss(self.proc)) / 2**20,
-                              "spark_jobs": self._last_job() - job0})
-            print(f"{self.label} | {name}: {wall:.1f} s wall, {cpu:.1f} CPU s", flush=True)
+        self.rows.append({"run": self.label, "step": name, "wall_s": m.wall_s, "cpu_s": m.cpu_s,
+                          "peak_rss_mb": m.peak_rss_mb, "spark_jobs": self._last_job() - job0})
+        print(f"{self.label} | {name}: {m.wall_s:.1f} s wall, {m.cpu_s:.1f} CPU s", flush=True)
 
 
 def _table(rows: list[dict]) -> str:
