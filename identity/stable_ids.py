@@ -17,6 +17,9 @@ Rules (also in docs/identity.md):
    `redirects` are passed), and the pipeline removes its redirect.
 5. **Create.** A component whose id is new and that took no nodes split off another id gets a `create` event.
    Unchanged components (and components that only gained new nodes) produce no events.
+6. **Retire.** A previous id none of whose nodes is in this run's graph (all its identifiers became blocked or
+   shared, or were erased) gets a `retire` event (`node_count` = its nodes in the previous map); its records
+   have no One-ID from then on.
 
 Why anchors instead of "keep the id with the most nodes": the id of a component depends only on the component
 (its anchor), never on the order of past runs, so **a full rebuild gives the same ids as the incremental runs that
@@ -94,6 +97,11 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     frame = frame.merge(comp, on="label", how="left")
     node_map = frame[["node_key", "one_id"]].reset_index(drop=True)
     events = _events(frame, comp, prev_anchor, run_at, redirects)
+    retired = _retire_events(previous, frame, run_at)
+    if len(retired):
+        events = (pd.concat([events, retired], ignore_index=True) if len(events) else retired)
+        events = events.sort_values(["event_type", "one_id", "related_one_id"], kind="mergesort",
+                                    ignore_index=True, na_position="first")
     log.info("assigned %d one_ids to %d nodes: %s", len(comp), len(frame),
              events["event_type"].value_counts().to_dict() if len(events) else {})
     return node_map, events
@@ -173,6 +181,20 @@ def _events(frame: pd.DataFrame, comp: pd.DataFrame, prev_anchor: pd.DataFrame, 
     events["event_at"] = pd.Timestamp(run_at)
     return (events[EVENT_COLUMNS].sort_values(["event_type", "one_id", "related_one_id"], kind="mergesort",
                                               ignore_index=True, na_position="first"))
+
+
+def _retire_events(previous: pd.DataFrame, frame: pd.DataFrame, run_at: dt.datetime) -> pd.DataFrame:
+    """Rule 6: previous ids that no current node carries any more."""
+    still = set(frame["prev_id"].dropna().tolist())
+    gone = previous[previous["one_id"].notna() & ~previous["one_id"].isin(still)]
+    if not len(gone):
+        return _empty_events(run_at)
+    counts = gone.groupby("one_id", sort=True).size()
+    return pd.DataFrame({
+        "one_id": counts.index.astype(object), "event_type": "retire", "related_one_id": None,
+        "node_count": counts.to_numpy().astype(np.int64),
+        "reason": "retired: none of its identifiers may link any more (blocked, shared or erased)",
+        "event_at": pd.Timestamp(run_at)})[EVENT_COLUMNS]
 
 
 def _redirect_old_column(redirects: pd.DataFrame) -> str:

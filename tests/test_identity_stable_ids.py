@@ -102,6 +102,16 @@ def test_erased_anchor_keeps_the_id_of_the_rest():
     assert events.empty
 
 
+def test_an_id_whose_every_identifier_left_the_graph_is_retired():
+    # day 1: a store phone alone, and a person (card + phone); day 2: the store phone is found to be shared and
+    # leaves the graph, the person stays unchanged
+    first, _ = assign_one_ids(nodes(("mobile:store", 0, 0), ("card:a", 0, 1), ("mobile:a", 0, 1)), EMPTY, DAY[0])
+    second, events = assign_one_ids(nodes(("card:a", 0, 1), ("mobile:a", 0, 1)), first, DAY[1])
+    assert as_map(second) == {"card:a": oid("card:a"), "mobile:a": oid("card:a")}
+    assert as_events(events) == [("retire", oid("mobile:store"), None, 1)]
+    assert events.loc[0, "reason"].startswith("retired:") and list(events.columns) == EVENT_COLUMNS
+
+
 def test_bad_input_is_refused():
     with pytest.raises(StableIdInputError, match="unique"):
         assign_one_ids(nodes(("a", 0, 0), ("a", 1, 0)), EMPTY, DAY[1])
