@@ -56,9 +56,8 @@ KILLS = {
     # bronze+silver of pos committed, bronze of miniprogram committed, its silver MERGE running; crm, pii_values,
     # the file ledger and the run summary not yet written
     "ingest": "silver_miniprogram_events:during",
-    # identity_nodes replaced, nothing else of the stage written yet
-    "identity-nodes": "identity_nodes:after",
-    # identity_history appended, the other identity tables (or some of them) not yet
+    # identity_history appended; identity_nodes (the map the next run starts from, written last) not yet.
+    # (A kill after identity_nodes, the stage's last write, was also tested; it is left out to keep CI short.)
     "identity-history": "identity_history:after",
     # gold_segment_base and gold_tag_history written, today's gold_tags_long partition being replaced
     "tags": "gold_tags_long:during",
