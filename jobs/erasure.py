@@ -2,8 +2,8 @@
 
 Steps (docs/erasure.md): resolve the person's current One-ID, collect every identifier they have (node keys,
 hashes, raw values from `pii_values`, cards, ids, source record ids); delete their rows from every Delta table
-of the lake; VACUUM with retention 0 and rewrite each touched table with a fresh log so neither old data files
-nor old commit statistics keep the values; append a receipt without personal data to `erasure_receipts`.
+of the lake by rewriting each touched table without them into a fresh folder with a fresh log, swapped in, so
+neither old data files nor old commit statistics keep the values; append a receipt without personal data to `erasure_receipts`.
 All of it under the lake lock (cdp.locking), so it never runs while a pipeline stage writes.
 """
 from __future__ import annotations
@@ -140,16 +140,41 @@ def collect_identifiers(spark: SparkSession, settings: Settings, one_id: str | N
     return exact, raw
 
 
-def purge_history(spark: SparkSession, path: str) -> None:
-    """VACUUM retention 0, then rewrite the table with a fresh log: old commits keep min/max statistics."""
-    from delta.tables import DeltaTable
+def _swap_paths(path: str) -> tuple[str, str]:
+    return path.rstrip("/") + ".__erasure_new", path.rstrip("/") + ".__erasure_old"
 
-    table = DeltaTable.forPath(spark, path)
-    table.vacuum(0.0)
-    partitions = list(table.detail().first()["partitionColumns"] or [])
-    tmp, old = path.rstrip("/") + ".__erasure_new", path.rstrip("/") + ".__erasure_old"
+
+def finish_interrupted_swap(path: str) -> None:
+    """Repair a table whose swap an earlier, killed erasure left half done (see `rewrite_without`).
+
+    `path` missing and `<path>.__erasure_old` present: the kill came between the two renames, the old table is
+    put back (the erasure is re-run on it). Both present: the swap was complete, the old folder is deleted.
+    """
+    tmp, old = _swap_paths(path)
+    if Path(old).exists():
+        if Path(path).exists():
+            shutil.rmtree(old)
+        else:
+            Path(old).rename(path)
     shutil.rmtree(tmp, ignore_errors=True)
-    writer = spark.read.format("delta").load(path).write.format("delta").mode("overwrite")
+
+
+def rewrite_without(spark: SparkSession, path: str, condition: Column) -> None:
+    """Rewrite the table without the rows matching `condition`, with a fresh log, and delete the old folder.
+
+    One pass: the kept rows are written to a sibling folder, which is swapped in; deleting the old folder
+    removes every earlier data file and commit (old commits keep min/max statistics of erased values), so
+    time travel cannot bring the rows back and no VACUUM is needed. A kill at any point leaves either the old
+    or the new table in place (`finish_interrupted_swap` repairs the in-between on the next run).
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    partitions = list(DeltaTable.forPath(spark, path).detail().first()["partitionColumns"] or [])
+    tmp, old = _swap_paths(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept = spark.read.format("delta").load(path).where(~F.coalesce(condition, F.lit(False)))
+    writer = kept.write.format("delta").mode("overwrite")
     if partitions:
         writer = writer.partitionBy(*partitions)
     writer.save(tmp)
@@ -193,29 +218,23 @@ def _erase_locked(spark: SparkSession, settings: Settings, *, mobile: str | None
     log.info("erasure: one_id %s, %d exact values, %d raw values", found, len(exact), len(raw))
 
     counts: dict[str, int] = {}
-    key_conf = "spark.databricks.delta.retentionDurationCheck.enabled"
-    previous = spark.conf.get(key_conf, "true")
-    spark.conf.set(key_conf, "false")
-    try:
-        for name in settings.tables:
-            if name in SKIP_TABLES:
-                continue
-            path = settings.table_path(name)
-            if not DeltaTable.isDeltaTable(spark, path):
-                continue
-            df = spark.read.format("delta").load(path)
-            cond = row_condition(df, exact, raw)
-            if cond is None:
-                continue
-            n = df.where(cond).count()
-            if n == 0:
-                continue
-            DeltaTable.forPath(spark, path).delete(cond)
-            purge_history(spark, path)
-            counts[name] = n
-            log.info("erasure: %s -> %d rows removed", name, n)
-    finally:
-        spark.conf.set(key_conf, previous)
+    for name in settings.tables:
+        if name in SKIP_TABLES:
+            continue
+        path = settings.table_path(name)
+        finish_interrupted_swap(path)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        df = spark.read.format("delta").load(path)
+        cond = row_condition(df, exact, raw)
+        if cond is None:
+            continue
+        n = df.where(cond).count()
+        if n == 0:
+            continue
+        rewrite_without(spark, path, cond)
+        counts[name] = n
+        log.info("erasure: %s -> %d rows removed", name, n)
 
     request_text = json.dumps({"mobile": mobile, "member_card": member_card, "one_id": one_id}, sort_keys=True)
     receipt = {

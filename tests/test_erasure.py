@@ -93,3 +93,23 @@ def test_erase_by_mobile_removes_person_everywhere(spark, make_settings, tmp_pat
     from delta.tables import DeltaTable
     history = DeltaTable.forPath(spark, settings.table_path("pii_values")).history().collect()
     assert len(history) == 1
+
+
+def test_an_interrupted_swap_is_repaired_before_the_next_erasure(tmp_path):
+    """A kill between the two renames of the swap loses no table: the next erasure puts the old one back."""
+    from cdp.erasure import finish_interrupted_swap
+
+    table = tmp_path / "silver_x"
+    old, new = tmp_path / "silver_x.__erasure_old", tmp_path / "silver_x.__erasure_new"
+    old.mkdir()
+    (old / "part-0.parquet").write_text("old rows")
+    new.mkdir()                                   # killed after `table -> old`, before `new -> table`
+    finish_interrupted_swap(str(table))
+    assert (table / "part-0.parquet").read_text() == "old rows" and not old.exists() and not new.exists()
+
+    old.mkdir()                                   # killed after both renames, before the old folder was deleted
+    finish_interrupted_swap(str(table))
+    assert table.exists() and not old.exists()
+
+    finish_interrupted_swap(str(tmp_path / "untouched"))   # nothing to repair: nothing created
+    assert not (tmp_path / "untouched").exists()
