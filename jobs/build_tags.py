@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cdp.errors import ConfigError
-from cdp.lake import delete_rows, overwrite_table, read_table, table_exists
+from cdp.lake import overwrite_table, read_table, table_exists
+from cdp.tags.retention import TAG_TABLES, apply_retention
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,27 +78,6 @@ def read_manual_lists(spark: SparkSession, settings: Settings, tags: Sequence[Ta
                               f"(columns: {columns}). Fix: set `column:` to the id column's header")
         lists.append((tag, df.select(F.col(column).cast("string").alias("id"))))
     return lists
-
-
-def apply_retention(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, str]:
-    """Delete the dated partitions of the tag tables that are older than their retention (conf/tags.yaml,
-    cdp.tags.retention); returns `{table: oldest date kept}` for the tables that have one."""
-    from pyspark.sql import functions as F
-
-    from cdp.tags.retention import load_tags_conf, retention_cutoffs
-
-    kept = {}
-    for name, (column, keep_from) in retention_cutoffs(load_tags_conf(settings.conf_path("tags.yaml")),
-                                                       run_date).items():
-        kept[name] = keep_from.isoformat()
-        if not table_exists(spark, settings, name):
-            continue
-        older = F.col(column) < F.lit(keep_from)
-        # a partition filter: finding no older partition reads the Delta log only, and then nothing is committed
-        if read_table(spark, settings, name).where(older).limit(1).count():
-            delete_rows(spark, settings, name, older)
-            log.info("%s: deleted the partitions before %s (retention)", name, keep_from)
-    return kept
 
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
@@ -160,7 +140,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     _write_slice(E.tags_long(base, run_date), spark, settings, "gold_tags_long", "computed_date", run_date)
     overwrite_table(E.tags_wide(base, tags, run_date), settings, "gold_tags_wide")
     # last: the partitions just written (the next run's previous snapshot) are never older than the retention
-    retention = apply_retention(spark, settings, run_date)
+    retention = apply_retention(spark, settings, run_date, TAG_TABLES)
 
     long_today = read_table(spark, settings, "gold_tags_long").filter(F.col("computed_date") == F.lit(run_date))
     sizes = {r["tag"]: int(r["count"]) for r in long_today.groupBy("tag").count().collect()}

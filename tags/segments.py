@@ -388,6 +388,7 @@ def run_segments(spark: SparkSession, settings: Settings, run_date: dt.date | No
     from pyspark.sql import functions as F
 
     from cdp.lake import overwrite_table, read_table, table_exists
+    from cdp.tags.retention import SEGMENT_TABLES, apply_retention
 
     segments = load_segments(settings, names)
     if not segments:
@@ -409,7 +410,9 @@ def run_segments(spark: SparkSession, settings: Settings, run_date: dt.date | No
     counts = {r["segment"]: int(r["count"]) for r in written.groupBy("segment").count().collect()}
     sizes = {s.name: counts.get(s.name, 0) for s in segments}
     log.info("segments for %s: %s", run_date, sizes)
-    return {"run_date": run_date.isoformat(), "segments": sizes}
+    # last: the partition just written is never older than the retention (conf/tags.yaml)
+    retention = apply_retention(spark, settings, run_date, SEGMENT_TABLES)
+    return {"run_date": run_date.isoformat(), "segments": sizes, "retention_kept_from": retention}
 
 
 # ---------------------------------------------------------------------------------------------------- export

@@ -181,12 +181,12 @@ def test_cli_lists_and_reports_a_bad_definition(conf_copy, capsys):
 def test_tag_table_retention_is_declared_typed_and_counted_like_within_days(tmp_path):
     from cdp.config import default_conf_dir
     from cdp.errors import ConfigError
-    from cdp.tags.retention import RetentionDays, TagsConf, load_tags_conf, retention_cutoffs
+    from cdp.tags.retention import SEGMENT_TABLES, RetentionDays, TagsConf, load_tags_conf, retention_cutoffs
 
     # the shipped file states the documented defaults; no file at all means the same
     shipped = load_tags_conf(default_conf_dir() / "tags.yaml")
     assert shipped == load_tags_conf(tmp_path / "absent.yaml") == TagsConf(
-        retention_days=RetentionDays(gold_tags_long=400, gold_tag_history=None))
+        retention_days=RetentionDays(gold_tags_long=400, gold_tag_history=None, gold_segment_members=400))
     # 400 days back from 2026-06-30 keeps (2025-05-26, 2026-06-30] (365 days to 2025-06-30, 35 more), so
     # 2025-05-27 is the oldest date kept; history without a retention is never cut
     run_date = dt.date(2026, 6, 30)
@@ -194,6 +194,7 @@ def test_tag_table_retention_is_declared_typed_and_counted_like_within_days(tmp_
     one_day = TagsConf(retention_days=RetentionDays(gold_tags_long=1, gold_tag_history=30))
     assert retention_cutoffs(one_day, run_date) == {"gold_tags_long": ("computed_date", run_date),
                                                     "gold_tag_history": ("changed_date", dt.date(2026, 6, 1))}
+    assert retention_cutoffs(shipped, run_date, SEGMENT_TABLES) == {"gold_segment_members": ("run_date", dt.date(2025, 5, 27))}
     # a wrong value is rejected with the file, the key and the fix
     bad = tmp_path / "tags.yaml"
     bad.write_text("retention_days:\n  gold_tags_long: 0\n  gold_tag_histroy: 30\n", encoding="utf-8")
@@ -202,4 +203,4 @@ def test_tag_table_retention_is_declared_typed_and_counted_like_within_days(tmp_
     message = str(err.value)
     assert message.startswith(f"{bad}: key retention_days.gold_tags_long: Input should be greater than or equal to 1")
     assert "key retention_days.gold_tag_histroy: Extra inputs are not permitted" in message
-    assert "Fix: `retention_days: {gold_tags_long: 400, gold_tag_history: null}`" in message
+    assert "Fix: `retention_days: {gold_tags_long: 400, gold_tag_history: null, gold_segment_members: 400}`" in message

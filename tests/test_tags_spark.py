@@ -375,15 +375,21 @@ def test_d2_history_and_campaign_feedback(spark, lake):
 def test_retention_deletes_old_tag_partitions_only(spark, lake, tmp_path):
     from pyspark.sql import functions as F
 
-    from cdp.build_tags import apply_retention
     from cdp.lake import read_table
+    from cdp.tags.retention import SEGMENT_TABLES, apply_retention
 
-    # a declared retention of 5 days on D2 = 07-10 keeps (07-05, 07-10]: D1 (06-30) goes from both tables
-    (tmp_path / "tags.yaml").write_text("retention_days: {gold_tags_long: 5, gold_tag_history: 5}\n", encoding="utf-8")
+    # a declared retention of 5 days on D2 = 07-10 keeps (07-05, 07-10]: D1 (06-30) goes from every table
+    (tmp_path / "tags.yaml").write_text(
+        "retention_days: {gold_tags_long: 5, gold_tag_history: 5, gold_segment_members: 5}\n", encoding="utf-8")
     short = lake.model_copy(update={"conf_dir": str(tmp_path)})
+    dated = (("gold_tags_long", "computed_date"), ("gold_tag_history", "changed_date"), ("gold_segment_members", "run_date"))
     before = {name: sorted(tuple(r) for r in read_table(spark, lake, name).filter(F.col(column) == D2).collect())
-              for name, column in (("gold_tags_long", "computed_date"), ("gold_tag_history", "changed_date"))}
+              for name, column in dated}
+    assert read_table(spark, lake, "gold_segment_members").filter(F.col("run_date") == D1).count() > 0
+    # the tags stage cleans the tag tables only, the segments stage its members
     assert apply_retention(spark, short, D2) == {"gold_tags_long": "2026-07-06", "gold_tag_history": "2026-07-06"}
+    assert read_table(spark, lake, "gold_segment_members").filter(F.col("run_date") == D1).count() > 0
+    assert apply_retention(spark, short, D2, SEGMENT_TABLES) == {"gold_segment_members": "2026-07-06"}
     for name, rows in before.items():   # exactly D2's rows are left, unchanged
         assert sorted(tuple(r) for r in read_table(spark, lake, name).collect()) == rows, name
-    assert before["gold_tags_long"] and before["gold_tag_history"]
+    assert all(before.values())
