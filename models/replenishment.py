@@ -2,7 +2,8 @@
 
 Steps (Spark, pure DataFrame -> DataFrame):
 1. Purchase days per (one_id, category) before the scoring date (sales lines only).
-2. Gaps between consecutive purchase days of the same customer in the same category (lag window).
+2. Gaps between consecutive purchase days of the same customer in the same category (lag window); a
+   customer's own gaps only enter as their sum (last - first day) and count (days - 1).
 3. A category is "repeat" when at least `min_category_repeaters` customers bought it on 2+ days; its cycle
    is the median gap over all customers (percentile_approx), kept only if <= `max_cycle_days`.
 4. Each customer's cycle = (sum of own gaps + prior_weight * category cycle) / (own gap count + prior_weight):
@@ -30,18 +31,23 @@ def replenishment_dates(facts: DataFrame, scored_date: dt.date, cfg: Replenishme
     days = (facts.where((F.col("paid_date") < F.lit(scored_date)) & ~F.col("is_return")
                         & (F.col("amount") > 0) & F.col("category").isNotNull())
             .select("one_id", "category", "paid_date").distinct())
-    # Step 2
-    w = Window.partitionBy("one_id", "category").orderBy("paid_date")
-    gaps = days.withColumn("gap", F.datediff("paid_date", F.lag("paid_date").over(w)))
-    per_customer = gaps.groupBy("one_id", "category").agg(
+    # Step 2: consecutive gaps telescope, so a customer's sum of gaps is last day - first day and their count
+    # is days - 1: a plain aggregation. Only the category medians need each gap (one window sort); the
+    # distinct days are one shuffle both branches reuse.
+    per_customer = days.groupBy("one_id", "category").agg(
         F.max("paid_date").alias("last_purchase_date"),
-        F.sum("gap").alias("gap_sum"), F.count("gap").alias("gap_count"))
+        F.datediff(F.max("paid_date"), F.min("paid_date")).alias("gap_sum"),
+        (F.count(F.lit(1)) - 1).alias("gap_count"))
+    w = Window.partitionBy("one_id", "category").orderBy("paid_date")
+    gaps = (days.withColumn("gap", F.datediff("paid_date", F.lag("paid_date").over(w)))
+            .where(F.col("gap").isNotNull()))
     # Step 3
-    categories = (gaps.where(F.col("gap").isNotNull()).groupBy("category").agg(
-        F.countDistinct("one_id").alias("repeaters"),
-        F.percentile_approx("gap", 0.5, 1000).alias("category_cycle"))
-        .where((F.col("repeaters") >= cfg.min_category_repeaters)
-               & (F.col("category_cycle") <= cfg.max_cycle_days) & (F.col("category_cycle") > 0)))
+    repeaters = (per_customer.where(F.col("gap_count") > 0).groupBy("category")
+                 .agg(F.count(F.lit(1)).alias("repeaters")))
+    categories = (gaps.groupBy("category").agg(F.percentile_approx("gap", 0.5, 1000).alias("category_cycle"))
+                  .join(repeaters, "category")
+                  .where((F.col("repeaters") >= cfg.min_category_repeaters)
+                         & (F.col("category_cycle") <= cfg.max_cycle_days) & (F.col("category_cycle") > 0)))
     # Step 4
     k = F.lit(float(cfg.prior_weight))
     cycle = ((F.coalesce(F.col("gap_sum"), F.lit(0)).cast("double") + k * F.col("category_cycle"))
