@@ -62,6 +62,26 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def _tree_pss(proc: psutil.Process) -> int:
+    """Proportional set size of the tree: pages shared between processes (Spark's forked Python workers and
+    their daemon) are split between them instead of counted in full by each, as the RSS sum does."""
+    total = 0
+    for p in _tree(proc):
+        try:
+            with open(f"/proc/{p.pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, ValueError):
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+    return total
+
+
+def _system_used() -> int:
+    """Memory in use on the machine (total - available), whoever uses it."""
+    vm = psutil.virtual_memory()
+    return vm.total - vm.available
+
+
 def _tree_cpu(proc: psutil.Process) -> dict[int, float]:
     """CPU seconds (user + system) of each live process of the tree, by pid."""
     cpu = {}
@@ -82,13 +102,21 @@ def measure(name: str, rows: int | None = None) -> Iterator[Measurement]:
     proc = psutil.Process(os.getpid())
     stop = threading.Event()
     peak = [_tree_rss(proc)]
+    peak_pss = [_tree_pss(proc)]
+    system_before = _system_used()
+    peak_system = [system_before]
     baseline = _tree_cpu(proc)
     latest = dict(baseline)
 
     def sample() -> None:
+        n = 0
         while not stop.wait(0.2):
             peak[0] = max(peak[0], _tree_rss(proc))
+            peak_system[0] = max(peak_system[0], _system_used())
+            if n % 5 == 0:  # smaps_rollup walks the page tables: once a second is enough
+                peak_pss[0] = max(peak_pss[0], _tree_pss(proc))
             latest.update(_tree_cpu(proc))
+            n += 1
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -102,6 +130,10 @@ def measure(name: str, rows: int | None = None) -> Iterator[Measurement]:
         thread.join()
         latest.update(_tree_cpu(proc))
         result.peak_rss_mb = max(peak[0], _tree_rss(proc)) / 2**20
+        result.extra["peak_pss_mb"] = round(peak_pss[0] / 2**20)
+        # the machine's memory in use at its peak, and how much of it this block added
+        result.extra["system_used_peak_mb"] = round(peak_system[0] / 2**20)
+        result.extra["system_used_added_mb"] = round((peak_system[0] - system_before) / 2**20)
         result.cpu_s = sum(cpu - baseline.get(pid, 0.0) for pid, cpu in latest.items())
         result.extra.setdefault("load_avg_1m", [round(load_before, 1), round(os.getloadavg()[0], 1)])
 
