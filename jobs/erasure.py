@@ -3,7 +3,8 @@
 Steps (docs/erasure.md): resolve the person's current One-ID, collect every identifier they have (node keys,
 hashes, raw values from `pii_values`, cards, ids, source record ids); delete their rows from every Delta table
 of the lake by rewriting each touched table without them into a fresh folder with a fresh log, swapped in, so
-neither old data files nor old commit statistics keep the values; append a receipt without personal data to `erasure_receipts`.
+neither old data files nor old commit statistics keep the values; append a receipt without personal data to
+`erasure_receipts`.
 All of it under the lake lock (cdp.locking), so it never runs while a pipeline stage writes.
 """
 from __future__ import annotations

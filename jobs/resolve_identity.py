@@ -110,6 +110,8 @@ def read_previous(spark: SparkSession, settings: Settings) -> tuple[pd.DataFrame
     """The persisted node -> one_id map (active nodes, with their anchor_at) and the redirects, as pandas."""
     from pyspark.sql import functions as F
 
+    # through Arrow: row by row, 2.75 M nodes at 1M customers took 48 s of a daily run
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     nodes = _optional(spark, settings, "identity_nodes")
     if nodes is not None:
         previous = nodes.where(F.col("one_id").isNotNull()).select("node_key", "one_id", "anchor_at").toPandas()

@@ -3,14 +3,16 @@
 `gold_tags_long` holds one full snapshot per computed date (every one_id x every tag it has), so it grows by the
 whole tag population each day; `gold_segment_members` likewise holds every segment's members per run date;
 `gold_tag_history` holds only the changes (enter / leave / value) and is the audit trail. The defaults keep the
-last 400 daily snapshots of both (a year plus the same season a year ago) and the history forever (`null`). A retention of N days keeps the dates in `(run_date - N, run_date]`, the window
-rule of `within_days` (docs/segments.md); older partitions are deleted with Delta DELETE after the run's own
+last 400 daily snapshots of both (a year plus the same season a year ago) and the history forever (`null`). A
+retention of N days keeps the dates in `(run_date - N, run_date]`, the window rule of `within_days`
+(docs/segments.md); older partitions are deleted with Delta DELETE after the run's own
 partition is written, so the run date's partition, and with it the next run's "previous snapshot", is always
 kept. DELETE only removes the rows from the table's current version: the files stay for time travel until a
 VACUUM (a separate maintenance task, with Delta's own retention period) removes them.
 
     >>> conf = TagsConf()
-    >>> conf.retention_days.gold_tags_long, conf.retention_days.gold_tag_history, conf.retention_days.gold_segment_members
+    >>> days = conf.retention_days
+    >>> days.gold_tags_long, days.gold_tag_history, days.gold_segment_members
     (400, None, 400)
     >>> retention_cutoffs(conf, dt.date(2026, 11, 27))
     {'gold_tags_long': ('computed_date', datetime.date(2025, 10, 24))}
@@ -20,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,7 +68,8 @@ def load_tags_conf(path: Path) -> TagsConf:
     except ValidationError as exc:
         problems = "; ".join(f"key {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
                              for err in exc.errors())
-        raise ConfigError(f"{path}: {problems}. Fix: `retention_days: {{gold_tags_long: 400, gold_tag_history: null, gold_segment_members: 400}}` "
+        raise ConfigError(f"{path}: {problems}. Fix: `retention_days: "
+                          "{gold_tags_long: 400, gold_tag_history: null, gold_segment_members: 400}` "
                           "(whole days >= 1, or null to keep every partition)") from None
 
 
