@@ -88,6 +88,18 @@ def anchor_at_col(dt: Column, seen_at: Column) -> Column:
     return F.timestamp_seconds(F.unix_timestamp(dt.cast("timestamp")) + tod)
 
 
+def _with_record_times(df: DataFrame, seen_at: str) -> DataFrame:
+    """Adds the record's times to each of its rows: _seen_first, _seen_last (its earliest and latest row) and
+    _anchor_at (earliest `anchor_at_col`). An observation's and a link's times are their record's."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    record = Window.partitionBy("source_record_id")
+    seen = F.col(seen_at).cast("timestamp")
+    return (df.withColumn("_seen_first", F.min(seen).over(record)).withColumn("_seen_last", F.max(seen).over(record))
+            .withColumn("_anchor_at", F.min(anchor_at_col(F.col("dt"), seen)).over(record)))
+
+
 def _identifier_rows(df: DataFrame, id_type: str, ident: SourceIdentifier) -> DataFrame:
     """One row per (record, identifier value) with the node key (array columns exploded)."""
     from pyspark.sql import functions as F
@@ -105,7 +117,10 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
     """One row per (source, source_record_id, node_key): every identifier of every source record.
 
     Columns: source, source_record_id, node_key, id_type, id_priority (0 = most trusted type), scope,
-    seen_at (earliest time the record was seen), display (masked label).
+    seen_at (earliest time the record was seen), anchor_at, display (masked label).
+
+    The identity stage computes the same from identifier combinations (`record_keys` and what follows); this
+    row-by-row form serves the quality report and is the oracle of that path's tests.
     """
     from pyspark.sql import functions as F
 
@@ -113,7 +128,7 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
     for source_name, source in rules.sources.items():
         if source_name not in silver:
             continue
-        df = silver[source_name]
+        df = _with_record_times(silver[source_name], source.seen_at)
         for id_type, ident in source.identifiers.items():
             rows = (_identifier_rows(df, id_type, ident)
                     .where(F.col("node_key").isNotNull())
@@ -121,8 +136,7 @@ def extract_observations(silver: dict[str, DataFrame], rules: IdentityRules) -> 
                             "node_key", F.lit(id_type).alias("id_type"),
                             F.lit(rules.priority(id_type)).cast("int").alias("id_priority"),
                             (F.col(ident.scope).cast("string") if ident.scope else F.lit(None).cast("string")).alias("scope"),
-                            F.col(source.seen_at).cast("timestamp").alias("seen_at"),
-                            anchor_at_col(F.col("dt"), F.col(source.seen_at).cast("timestamp")).alias("anchor_at")))
+                            F.col("_seen_first").alias("seen_at"), F.col("_anchor_at").alias("anchor_at")))
             parts.append(rows)
     if not parts:
         raise ValueError("no silver source table to read identifiers from")
@@ -173,7 +187,7 @@ def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFra
         if rule.source not in silver:
             continue
         source = rules.sources[rule.source]
-        df = silver[rule.source]
+        df = _with_record_times(silver[rule.source], source.seen_at)
         if rule.where:
             df = df.where(F.expr(rule.where))
         left, right = source.identifiers[rule.left], source.identifiers[rule.right]
@@ -182,7 +196,7 @@ def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFra
         pairs = (df.where(F.col("_left").isNotNull() & F.col("_right").isNotNull())
                  .select(F.least("_left", "_right").alias("src_key"), F.greatest("_left", "_right").alias("dst_key"),
                          F.col("source_record_id").cast("string").alias("source_record_id"),
-                         F.col(source.seen_at).cast("timestamp").alias("seen_at"))
+                         F.col("_seen_first").alias("seen_at"), F.col("_seen_last").alias("seen_last"))
                  .withColumn("rule", F.lit(rule.name)).withColumn("source", F.lit(rule.source))
                  .withColumn("rank", F.lit(rule.rank).cast("int")))
         parts.append(pairs)
@@ -193,7 +207,7 @@ def extract_edges(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFra
     # first one row per (link, record), then per link
     per_record = (union.groupBy("src_key", "dst_key", "rule", "source_record_id")
                   .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
-                       F.min("seen_at").alias("first_seen_at"), F.max("seen_at").alias("last_seen_at")))
+                       F.min("seen_at").alias("first_seen_at"), F.max("seen_last").alias("last_seen_at")))
     return (per_record.groupBy("src_key", "dst_key", "rule")
             .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
                  F.min("source_record_id").alias("sample_record_id"),
@@ -216,3 +230,223 @@ def unique_pairs(edges: DataFrame) -> DataFrame:
 
     ranked = edges.withColumn("edge_rank", edge_rank_col(F.col("rank"), F.col("first_seen_at")))
     return ranked.groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank"))
+
+
+# --- the identifier-combination path the identity stage runs ------------------------------------------------
+# 15 M source records at 1M customers carry only about 3 M distinct identifier combinations (a member's POS
+# orders repeat the same card and phone). The stage therefore reads each silver table once, reduces it to one row
+# per record (with keys of the record's combinations) and one row per distinct combination, and derives nodes,
+# edges and the guardrails' daily counts from combinations weighted by their number of records. The results are
+# the same as `extract_observations` / `extract_edges` (tested): a record is counted once per identifier, and
+# the times of an observation are the record's (its earliest and latest rows).
+COMBO_KEY = ("source", "ck1", "ck2")   # source + two independent hashes of the combination (96 bits)
+WEIGHT_COLUMNS = ("n", "sample_record_id", "first_seen_at", "last_first_seen_at", "last_seen_at", "anchor_at")
+
+
+def _rule_flag(rule_name: str) -> str:
+    return f"_where_{rule_name}"
+
+
+def _combo_col(source_name: str, rules: IdentityRules) -> Column:
+    """The identifier columns of one silver row (and each conditional link rule's verdict) as one struct."""
+    from pyspark.sql import functions as F
+
+    source = rules.sources[source_name]
+    names = sorted({c for ident in source.identifiers.values() for c in (ident.value, ident.scope) if c})
+    fields = [F.col(c).alias(c) for c in names]
+    fields += [F.coalesce(F.expr(r.where).cast("boolean"), F.lit(False)).alias(_rule_flag(r.name))
+               for r in rules.link_rules if r.source == source_name and r.where]
+    return F.struct(*fields)
+
+
+def _silver_rows(df: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    seen_at = F.col(rules.sources[source_name].seen_at).cast("timestamp")
+    combo = _combo_col(source_name, rules)
+    one_id = F.col("one_id") if "one_id" in df.columns else F.lit(None).cast("string")
+    return df.select(F.lit(source_name).alias("source"), F.col("source_record_id").cast("string"),
+                     combo.alias("combo"), F.xxhash64(combo).alias("ck1"), F.hash(combo).alias("ck2"),
+                     seen_at.alias("seen_at"), anchor_at_col(F.col("dt"), seen_at).alias("anchor_at"),
+                     one_id.alias("one_id"))
+
+
+def record_keys(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFrame:
+    """One row per source record: source, source_record_id, ckeys (sorted keys of its distinct identifier
+    combinations), seen_first / seen_last (its earliest and latest rows), anchor_at, and the state of the
+    silver `one_id` its rows carry (rows, rows_without_one_id, min_one_id, max_one_id)."""
+    from pyspark.sql import functions as F
+
+    parts = [_silver_rows(df, name, rules).drop("combo") for name, df in silver.items() if name in rules.sources]
+    if not parts:
+        raise ValueError("no silver source table to read identifiers from")
+    return (reduce(lambda a, b: a.unionByName(b), parts)
+            .groupBy("source", "source_record_id")
+            .agg(F.array_sort(F.collect_set(F.struct("ck1", "ck2"))).alias("ckeys"),
+                 F.min("seen_at").alias("seen_first"), F.max("seen_at").alias("seen_last"),
+                 F.min("anchor_at").alias("anchor_at"), F.count(F.lit(1)).alias("rows"),
+                 F.sum(F.col("one_id").isNull().cast("int")).alias("rows_without_one_id"),
+                 F.min("one_id").alias("min_one_id"), F.max("one_id").alias("max_one_id")))
+
+
+def identifier_combos(silver: dict[str, DataFrame], rules: IdentityRules) -> dict[str, DataFrame]:
+    """Per source: one row per distinct identifier combination (source, ck1, ck2, combo)."""
+    from pyspark.sql import functions as F
+
+    return {name: (_silver_rows(df, name, rules).groupBy(*COMBO_KEY).agg(F.first("combo").alias("combo")))
+            for name, df in silver.items() if name in rules.sources}
+
+
+def weighted_combos(records: DataFrame, combos: DataFrame, source_name: str) -> tuple[DataFrame, DataFrame]:
+    """The records of one source as identifier combinations with weights, in two frames:
+
+    - one row per combination of the records with a single combination (nearly all): `n` records, the
+      smallest record id, first / last of their first-seen times, latest time, earliest anchor;
+    - one row per (record, combination) of the records whose rows carry several combinations, with n = 1 and
+      the record id in `source_record_id` (their identifiers must be de-duplicated per record).
+    Both carry the combination's columns (`combo.*`) and WEIGHT_COLUMNS.
+    """
+    from pyspark.sql import functions as F
+
+    keyed = records.where(F.col("source") == F.lit(source_name))
+    single = (keyed.where(F.size("ckeys") == 1)
+              .select("source", F.col("ckeys")[0]["ck1"].alias("ck1"), F.col("ckeys")[0]["ck2"].alias("ck2"),
+                      "source_record_id", "seen_first", "seen_last", "anchor_at")
+              .groupBy(*COMBO_KEY)
+              .agg(F.count(F.lit(1)).alias("n"), F.min("source_record_id").alias("sample_record_id"),
+                   F.min("seen_first").alias("first_seen_at"), F.max("seen_first").alias("last_first_seen_at"),
+                   F.max("seen_last").alias("last_seen_at"), F.min("anchor_at").alias("anchor_at"))
+              .join(combos, list(COMBO_KEY))
+              .select("source", "combo.*", *WEIGHT_COLUMNS))
+    multi = (keyed.where(F.size("ckeys") > 1)
+             .select("source", "source_record_id", F.explode("ckeys").alias("k"), "seen_first", "seen_last",
+                     "anchor_at")
+             .select("source", "source_record_id", F.col("k.ck1").alias("ck1"), F.col("k.ck2").alias("ck2"),
+                     F.lit(1).cast("long").alias("n"), F.col("source_record_id").alias("sample_record_id"),
+                     F.col("seen_first").alias("first_seen_at"), F.col("seen_first").alias("last_first_seen_at"),
+                     F.col("seen_last").alias("last_seen_at"), "anchor_at")
+             .join(combos, list(COMBO_KEY))
+             .select("source", "source_record_id", "combo.*", *WEIGHT_COLUMNS))
+    return single, multi
+
+
+def _distinct_identifier_rows(df: DataFrame, id_type: str, ident: SourceIdentifier) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    if ident.array:
+        df = df.withColumn(ident.value, F.array_distinct(F.col(ident.value)))
+    return _identifier_rows(df, id_type, ident)
+
+
+def combo_observations(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
+    """Weighted observations of one source: source, node_key, id_type, id_priority, scope, WEIGHT_COLUMNS."""
+    from pyspark.sql import functions as F
+
+    source = rules.sources[source_name]
+    out = []
+    for df, per_record in ((single, False), (multi, True)):
+        parts = []
+        for id_type, ident in source.identifiers.items():
+            parts.append(_distinct_identifier_rows(df, id_type, ident)
+                         .where(F.col("node_key").isNotNull())
+                         .select("source", *(["source_record_id"] if per_record else []), "node_key",
+                                 F.lit(id_type).alias("id_type"),
+                                 F.lit(rules.priority(id_type)).cast("int").alias("id_priority"),
+                                 (F.col(ident.scope).cast("string") if ident.scope
+                                  else F.lit(None).cast("string")).alias("scope"), *WEIGHT_COLUMNS))
+        rows = reduce(lambda a, b: a.unionByName(b), parts)
+        if per_record:  # a record counts once per identifier, however many of its combinations carry it
+            rows = rows.dropDuplicates(["source", "source_record_id", "node_key"]).drop("source_record_id")
+        out.append(rows)
+    return out[0].unionByName(out[1])
+
+
+def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
+    """Weighted link evidence of one source: src_key, dst_key, rule, source, rank, WEIGHT_COLUMNS."""
+    from pyspark.sql import functions as F
+
+    source = rules.sources[source_name]
+    out = []
+    for df, per_record in ((single, False), (multi, True)):
+        parts = []
+        for rule in (r for r in rules.link_rules if r.source == source_name):
+            d = df.where(F.col(_rule_flag(rule.name))) if rule.where else df
+            left, right = source.identifiers[rule.left], source.identifiers[rule.right]
+            d = _distinct_identifier_rows(d, rule.left, left).withColumnRenamed("node_key", "_left").drop("_value")
+            d = _distinct_identifier_rows(d, rule.right, right).withColumnRenamed("node_key", "_right")
+            parts.append(d.where(F.col("_left").isNotNull() & F.col("_right").isNotNull())
+                         .select(*(["source_record_id"] if per_record else []),
+                                 F.least("_left", "_right").alias("src_key"),
+                                 F.greatest("_left", "_right").alias("dst_key"),
+                                 F.lit(rule.name).alias("rule"), "source", F.lit(rule.rank).cast("int").alias("rank"),
+                                 *WEIGHT_COLUMNS))
+        if not parts:
+            return None
+        rows = reduce(lambda a, b: a.unionByName(b), parts)
+        if per_record:
+            rows = rows.dropDuplicates(["source_record_id", "src_key", "dst_key", "rule"]).drop("source_record_id")
+        out.append(rows)
+    return out[0].unionByName(out[1])
+
+
+def nodes_from_observations(weighted: DataFrame, type_names: tuple[str, ...]) -> DataFrame:
+    """identity node rows from weighted observations (the columns of `build_nodes`)."""
+    from pyspark.sql import functions as F
+
+    return (weighted.groupBy("node_key")
+            .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
+                 F.first("scope").alias("scope"), F.min("first_seen_at").alias("first_seen_at"),
+                 F.max("last_first_seen_at").alias("last_seen_at"), F.min("anchor_at").alias("anchor_at"),
+                 F.sum("n").alias("record_count"))
+            .withColumn("display", display_of(F.col("id_type"), F.col("node_key"), type_names))
+            .select("node_key", "id_type", "id_priority", "scope", "display", "first_seen_at", "last_seen_at",
+                    "anchor_at", "record_count"))
+
+
+def daily_record_counts(silver: dict[str, DataFrame], rules: IdentityRules, id_types: list[str]) -> DataFrame:
+    """node_key, id_type, source, day, records: the distinct records of one source that carry the identifier in
+    a row seen on that (UTC) day, for identifiers of `id_types` (the guardrails' `max_records_per_day`)."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    for source_name, source in rules.sources.items():
+        if source_name not in silver:
+            continue
+        for id_type, ident in source.identifiers.items():
+            if id_type not in id_types:
+                continue
+            parts.append(_identifier_rows(silver[source_name], id_type, ident)
+                         .where(F.col("node_key").isNotNull())
+                         .groupBy("node_key", F.to_date(F.col(source.seen_at).cast("timestamp")).alias("day"))
+                         .agg(F.countDistinct(F.col("source_record_id").cast("string")).alias("records"))
+                         .select("node_key", F.lit(id_type).alias("id_type"), F.lit(source_name).alias("source"),
+                                 "day", "records"))
+    if not parts:
+        raise ValueError("no silver source table holds an identifier of the types " + ", ".join(id_types))
+    return reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def edges_from_links(weighted: DataFrame) -> DataFrame:
+    """identity edge rows (EDGE_COLUMNS) from weighted link evidence."""
+    from pyspark.sql import functions as F
+
+    return (weighted.groupBy("src_key", "dst_key", "rule")
+            .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
+                 F.min("sample_record_id").alias("sample_record_id"), F.min("first_seen_at").alias("first_seen_at"),
+                 F.max("last_seen_at").alias("last_seen_at"), F.sum("n").alias("record_count"))
+            .select(*EDGE_COLUMNS))
+
+
+def combo_best_nodes(combos: DataFrame, source_name: str, rules: IdentityRules, node_one_ids: DataFrame) -> DataFrame:
+    """source, ck1, ck2, best: the combination's most trusted identifier that has a One-ID
+    (struct id_priority, node_key, one_id; the rule of `persist.record_one_ids`)."""
+    from pyspark.sql import functions as F
+
+    source = rules.sources[source_name]
+    flat = combos.select(*COMBO_KEY, "combo.*")
+    parts = [_identifier_rows(flat, id_type, ident).where(F.col("node_key").isNotNull())
+             .select(*COMBO_KEY, "node_key", F.lit(rules.priority(id_type)).cast("int").alias("id_priority"))
+             for id_type, ident in source.identifiers.items()]
+    return (reduce(lambda a, b: a.unionByName(b), parts)
+            .join(node_one_ids.select("node_key", "one_id"), "node_key")
+            .groupBy(*COMBO_KEY).agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("best")))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from cdp.identity.config import IdentityRules
 
@@ -34,36 +34,29 @@ OVERRIDE_ACTIONS = ("block", "never_link", "always_link")
 def blocked_nodes(nodes: DataFrame, pii_values: DataFrame | None, rules: IdentityRules,
                   overrides: DataFrame | None = None) -> DataFrame:
     """One row per blocked node: node_key, reason (`blocklist` | `override_block`), detail (no raw value)."""
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
     value = F.substring_index(F.col("node_key"), ":", -1)
-    raw = nodes.select("node_key", "id_type", value.alias("value"))
-    if pii_values is not None:
-        pii = pii_values.select(F.col("kind").alias("_kind"), F.col("value_hash").alias("_hash"),
-                                F.col("value").alias("_raw"))
-        raw = raw.join(pii, (raw["value"] == pii["_hash"]), "left")
-    else:
-        raw = raw.withColumn("_kind", F.lit(None).cast("string")).withColumn("_raw", F.lit(None).cast("string"))
-
-    verdicts = []
+    flagged_parts = []
     for t in rules.identifier_types:
-        checks = []
-        if t.pii_kind:
-            subject = F.when(F.col("_kind") == t.pii_kind, F.col("_raw"))
-        else:
-            subject = F.col("value")
-        for i, pattern in enumerate(t.blocklist.patterns):
-            checks.append((subject.rlike(pattern), f"{t.name} blocklist pattern #{i + 1} of conf/identity.yaml"))
-        if t.blocklist.values:
-            checks.append((subject.isin(list(t.blocklist.values)), f"{t.name} blocklist value list of conf/identity.yaml"))
-        if not checks:
+        if not t.blocklist.patterns and not t.blocklist.values:
             continue
-        detail = None
-        for cond, text in reversed(checks):  # first matching check wins
-            detail = F.when(cond, F.lit(text)) if detail is None else F.when(cond, F.lit(text)).otherwise(detail)
-        verdicts.append(F.when(F.col("id_type") == t.name, detail))
-    if verdicts:
-        flagged = (raw.withColumn("detail", F.coalesce(*verdicts)).where(F.col("detail").isNotNull())
+        of_type = nodes.where(F.col("id_type") == t.name).select("node_key", value.alias("value"))
+        if t.pii_kind:
+            if pii_values is None:
+                continue
+            # the patterns run over the raw values of this kind; only the junk hashes meet the nodes
+            junk = (pii_values.where(F.col("kind") == t.pii_kind)
+                    .select(F.col("value_hash").alias("value"), _blocklist_verdict(t, F.col("value")).alias("detail"))
+                    .where(F.col("detail").isNotNull()))
+            flagged_parts.append(of_type.join(F.broadcast(junk), "value").select("node_key", "detail"))
+        else:
+            flagged_parts.append(of_type.select("node_key", _blocklist_verdict(t, F.col("value")).alias("detail"))
+                                 .where(F.col("detail").isNotNull()))
+    if flagged_parts:
+        flagged = (reduce(lambda a, b: a.unionByName(b), flagged_parts)
                    .groupBy("node_key").agg(F.min("detail").alias("detail"))
                    .withColumn("reason", F.lit("blocklist")))
     else:
@@ -79,6 +72,20 @@ def blocked_nodes(nodes: DataFrame, pii_values: DataFrame | None, rules: Identit
     return result
 
 
+def _blocklist_verdict(t, subject: Column) -> Column:
+    """The first blocklist check of type `t` the value matches (patterns in order, then the value list) as a
+    text naming the check, never the value; null when none matches."""
+    from pyspark.sql import functions as F
+
+    detail = None
+    if t.blocklist.values:
+        detail = F.when(subject.isin(list(t.blocklist.values)), F.lit(f"{t.name} blocklist value list of conf/identity.yaml"))
+    for i, pattern in reversed(list(enumerate(t.blocklist.patterns))):
+        text = F.lit(f"{t.name} blocklist pattern #{i + 1} of conf/identity.yaml")
+        detail = F.when(subject.rlike(pattern), text) if detail is None else F.when(subject.rlike(pattern), text).otherwise(detail)
+    return detail
+
+
 def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, excluded: DataFrame) -> DataFrame:
     """One row per shared node: node_key, reason `shared`, detail ("linked to 57 distinct member_card (main) ...").
 
@@ -91,23 +98,25 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
     empty = nodes.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
     if not thresholds:
         return empty
-    info = nodes.select("node_key", "id_type", "id_priority", "scope")
     pairs = edges.select("src_key", "dst_key").distinct()
     both = (pairs.select(F.col("src_key").alias("node_key"), F.col("dst_key").alias("other"))
             .unionByName(pairs.select(F.col("dst_key").alias("node_key"), F.col("src_key").alias("other"))))
-    gone = excluded.select("node_key")
+    gone = F.broadcast(excluded.select("node_key"))
     both = (both.join(gone, "node_key", "left_anti")
             .join(gone.withColumnRenamed("node_key", "other"), "other", "left_anti"))
-    me = info.select("node_key", "id_type", "id_priority")
-    them = info.select(F.col("node_key").alias("other"), F.col("id_type").alias("other_type"),
-                       F.col("id_priority").alias("other_priority"), F.col("scope").alias("other_scope"))
+    # a node's own type is the prefix of its key; the other end's type, priority and scope come from the nodes
+    priority = F.create_map(*[x for t in rules.identifier_types for x in (F.lit(t.name), F.lit(rules.priority(t.name)))])
+    my_type = F.substring_index(F.col("node_key"), ":", 1)
+    them = nodes.select(F.col("node_key").alias("other"), F.col("id_type").alias("other_type"),
+                        F.col("id_priority").alias("other_priority"), F.col("scope").alias("other_scope"))
     threshold = F.create_map(*[x for k, v in thresholds.items() for x in (F.lit(k), F.lit(v))])
-    counted = (both.join(me, "node_key").join(them, "other")
-               .where(F.col("other_priority") < F.col("id_priority"))
+    counted = (both.withColumn("id_type", my_type)
                .withColumn("threshold", threshold[F.col("id_type")])
                .where(F.col("threshold").isNotNull())
+               .join(them, "other")
+               .where(F.col("other_priority") < priority[F.col("id_type")])
                .groupBy("node_key", "id_type", "threshold", "other_type", "other_scope")
-               .agg(F.countDistinct("other").alias("n"))
+               .agg(F.count(F.lit(1)).alias("n"))   # the pairs are distinct, so every `other` once
                .where(F.col("n") > F.col("threshold")))
     scope_text = F.when(F.col("other_scope").isNotNull(), F.concat(F.lit(" ("), F.col("other_scope"), F.lit(")"))).otherwise(F.lit(""))
     described = counted.select(
@@ -120,33 +129,36 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
             .select("node_key", F.lit("shared").alias("reason"), F.col("_best.detail").alias("detail")))
 
 
-def busy_nodes(observations: DataFrame, rules: IdentityRules, excluded: DataFrame) -> DataFrame:
+def busy_nodes(daily: DataFrame, rules: IdentityRules, excluded: DataFrame) -> DataFrame:
     """One row per node seen on more than its type's `max_records_per_day` distinct records of one source on one
     (UTC) day: node_key, reason `shared`, detail ("seen on 24 pos records in one day (max_records_per_day 5)").
 
-    `observations`: one row per (source, source_record_id, node_key) with id_type and seen_at;
-    `excluded`: node_keys already blocked.
+    `daily`: node_key, id_type, source, day, records (`edges.daily_record_counts`); `excluded`: node_keys already
+    blocked.
     """
     from pyspark.sql import functions as F
 
-    limits = {t.name: t.max_records_per_day for t in rules.identifier_types if t.max_records_per_day > 0}
+    limits = busy_limits(rules)
     if not limits:
-        return observations.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
+        return daily.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
     limit = F.create_map(*[x for k, v in limits.items() for x in (F.lit(k), F.lit(v))])
-    per_day = (observations.where(F.col("id_type").isin(list(limits)))
-               .join(excluded.select("node_key"), "node_key", "left_anti")
-               .groupBy("node_key", "id_type", "source", F.to_date("seen_at").alias("day"))
-               .agg(F.countDistinct("source_record_id").alias("n"))
+    per_day = (daily.where(F.col("id_type").isin(list(limits)))
                .withColumn("limit", limit[F.col("id_type")])
-               .where(F.col("n") > F.col("limit")))
+               .where(F.col("records") > F.col("limit"))
+               .join(excluded.select("node_key"), "node_key", "left_anti"))
     described = per_day.select(
-        "node_key", "n",
-        F.concat(F.lit("seen on "), F.col("n").cast("string"), F.lit(" "), F.col("source"),
+        "node_key", F.col("records").alias("n"),
+        F.concat(F.lit("seen on "), F.col("records").cast("string"), F.lit(" "), F.col("source"),
                  F.lit(" records in one day (max_records_per_day "), F.col("limit").cast("string"), F.lit(")"))
         .alias("detail"))
     return (described.groupBy("node_key")
             .agg(F.max(F.struct(F.col("n"), F.col("detail"))).alias("_best"))
             .select("node_key", F.lit("shared").alias("reason"), F.col("_best.detail").alias("detail")))
+
+
+def busy_limits(rules: IdentityRules) -> dict[str, int]:
+    """Identifier type -> max_records_per_day, for the types that declare one."""
+    return {t.name: t.max_records_per_day for t in rules.identifier_types if t.max_records_per_day > 0}
 
 
 def always_link_edges(overrides: DataFrame | None, nodes: DataFrame) -> DataFrame | None:

@@ -109,21 +109,33 @@ def resolve_one_id(one_id: str, redirects: pd.DataFrame) -> str:
     return one_id
 
 
-def record_one_ids(observations: DataFrame, node_map: DataFrame, records: DataFrame) -> DataFrame:
+def record_one_ids(records: DataFrame, best: DataFrame) -> DataFrame:
     """identity_record_map: one row per (source, source_record_id) with its one_id (null when none).
 
-    `observations`: source, source_record_id, node_key, id_priority; `node_map`: node_key, one_id (active
-    nodes only); `records`: every (source, source_record_id) of the silver record tables, one row each (other
-    columns of `records` are kept).
+    `records`: one row per record with `ckeys`, the keys of its identifier combinations
+    (`edges.record_keys`; other columns are kept); `best`: source, ck1, ck2, best (struct id_priority, node_key,
+    one_id) per combination (`edges.combo_best_nodes`). A record with several combinations takes the best of
+    their best identifiers, which is the best of all its identifiers.
     """
     from pyspark.sql import functions as F
 
-    best = (observations.select("source", "source_record_id", "node_key", "id_priority")
-            .join(node_map.where(F.col("one_id").isNotNull()).select("node_key", "one_id"), "node_key")
-            .groupBy("source", "source_record_id")
-            .agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("_best"))
-            .select("source", "source_record_id", F.col("_best.one_id").alias("one_id")))
-    return records.join(best, ["source", "source_record_id"], "left")
+    from cdp.identity.edges import COMBO_KEY
+
+    kept = [c for c in records.columns if c != "ckeys"]
+    first = F.col("ckeys")[0]
+    single = (records.where(F.size("ckeys") == 1)
+              .select(*kept, first["ck1"].alias("ck1"), first["ck2"].alias("ck2"))
+              .join(best, list(COMBO_KEY), "left")
+              .select(*kept, F.col("best.one_id").alias("one_id")))
+    multi = (records.where(F.size("ckeys") > 1)
+             .select(*kept, F.explode("ckeys").alias("_k"))
+             .select(*kept, F.col("_k.ck1").alias("ck1"), F.col("_k.ck2").alias("ck2"))
+             .join(best, list(COMBO_KEY), "left")
+             .groupBy("source", "source_record_id")
+             .agg(F.min("best").alias("best"),
+                  *[F.first(c).alias(c) for c in kept if c not in ("source", "source_record_id")])
+             .select(*kept, F.col("best.one_id").alias("one_id")))
+    return single.unionByName(multi)
 
 
 def compare_maps(current: pd.DataFrame, proposed: pd.DataFrame) -> dict:

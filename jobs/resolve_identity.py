@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from functools import reduce
 import inspect
 import logging
 import sys
@@ -49,6 +50,8 @@ EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", 
 HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
 
 
+_DAILY_SCHEMA = "node_key string, id_type string, source string, day date, records long"
+
 StepHook = Callable[[str], ContextManager[Any]]
 
 
@@ -69,11 +72,11 @@ class IdentityContractError(CdpError):
 @dataclass
 class Resolved:
     """Everything one resolution computed (Spark frames are persisted; pandas frames are driver-sized)."""
-    observations: DataFrame
+    combos: dict[str, DataFrame]  # per source: its distinct identifier combinations (edges.identifier_combos)
     nodes: DataFrame           # identity_nodes rows (with status, one_id)
     edges: DataFrame           # identity_edges rows (with status)
     rejections: DataFrame      # identity_rejections rows
-    records: DataFrame         # every (source, source_record_id) with the one_id state of its silver rows
+    records: DataFrame         # every (source, source_record_id): combination keys, one_id state of its rows
     node_one_ids: DataFrame    # node_key, one_id, anchor_at of the active nodes (Spark side of node_map)
     node_map: pd.DataFrame     # node_key, one_id (active nodes)
     events: pd.DataFrame       # assign_one_ids events
@@ -153,24 +156,40 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     """
     from pyspark.sql import functions as F
 
-    from cdp.identity.edges import RANK_SHIFT, build_nodes, extract_edges, extract_observations, unique_pairs
-    from cdp.identity.guardrails import always_link_edges, blocked_nodes, busy_nodes, never_link_pairs, shared_nodes
+    from cdp.identity.edges import (RANK_SHIFT, combo_links, combo_observations, daily_record_counts, edges_from_links,
+                                    identifier_combos, nodes_from_observations, record_keys, unique_pairs,
+                                    weighted_combos)
+    from cdp.identity.guardrails import (always_link_edges, blocked_nodes, busy_limits, busy_nodes, never_link_pairs,
+                                         shared_nodes)
     from cdp.identity.persist import EDGE_STATUS, REASON_KEPT, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    with step("observations, nodes"):
+    with step("records, combinations"):
         silver = read_silver(spark, settings, rules, run_date)
-        observations = extract_observations(silver, rules).drop("display").localCheckpoint()
-        nodes = build_nodes(observations, rules.type_names).localCheckpoint()
-    with step("edges"):
-        edges = extract_edges(silver, rules).localCheckpoint()
-    with step("records"):
-        records = record_states(silver).localCheckpoint()
+        records = record_keys(silver, rules).localCheckpoint()
+        combos = {name: df.localCheckpoint() for name, df in identifier_combos(silver, rules).items()}
+    with step("observations, nodes, edges"):
+        obs_parts, link_parts = [], []
+        for name, source_combos in combos.items():
+            single, multi = weighted_combos(records, source_combos, name)
+            single, multi = single.localCheckpoint(), multi.localCheckpoint()
+            obs_parts.append(combo_observations(single, multi, name, rules))
+            links = combo_links(single, multi, name, rules)
+            if links is not None:
+                link_parts.append(links)
+        observations = reduce(lambda a, b: a.unionByName(b), obs_parts)
+        nodes = nodes_from_observations(observations, rules.type_names).localCheckpoint()
+        if not link_parts:
+            raise CdpError("no silver source table holds a link rule's identifiers")
+        edges = edges_from_links(reduce(lambda a, b: a.unionByName(b), link_parts)).localCheckpoint()
     with step("guardrails"):
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
         blocked = blocked_nodes(nodes, pii, rules, overrides)
-        shared = shared_nodes(edges, nodes, rules, blocked).unionByName(busy_nodes(observations, rules, blocked))
+        limits = busy_limits(rules)
+        busy = (busy_nodes(daily_record_counts(silver, rules, list(limits)), rules, blocked) if limits
+                else busy_nodes(spark.createDataFrame([], _DAILY_SCHEMA), rules, blocked))
+        shared = shared_nodes(edges, nodes, rules, blocked).unionByName(busy)
         excluded = (blocked.unionByName(shared).groupBy("node_key")
                     .agg(F.min(F.struct("reason", "detail")).alias("_r"))
                     .select("node_key", "_r.reason", "_r.detail").localCheckpoint())
@@ -327,7 +346,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         "one_ids": int(node_map["one_id"].nunique()),
         "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
     }
-    return Resolved(observations, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts)
+    return Resolved(combos, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts)
 
 
 class _UidIndex:
@@ -350,24 +369,6 @@ def _key_order(keys: pd.Series) -> np.ndarray:
     import pyarrow.compute as pc
 
     return pc.sort_indices(pa.array(keys.astype(object), type=pa.string())).to_numpy()
-
-
-def record_states(silver: dict[str, DataFrame]) -> DataFrame:
-    """One row per source record: source, source_record_id, and the silver `one_id` its rows carry now
-    (rows, rows_without_one_id, min_one_id, max_one_id), so only records whose value changes are written back."""
-    from functools import reduce
-
-    from pyspark.sql import functions as F
-
-    parts = []
-    for name, df in silver.items():
-        one_id = F.col("one_id") if "one_id" in df.columns else F.lit(None).cast("string")
-        parts.append(df.select(F.lit(name).alias("source"), F.col("source_record_id").cast("string"),
-                               one_id.alias("one_id")))
-    return (reduce(lambda a, b: a.unionByName(b), parts)
-            .groupBy("source", "source_record_id")
-            .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("one_id").isNull().cast("int")).alias("rows_without_one_id"),
-                 F.min("one_id").alias("min_one_id"), F.max("one_id").alias("max_one_id")))
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -436,6 +437,7 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
     """Write the identity tables, the record map and the silver `one_id` values (only records that change)."""
     from pyspark.sql import functions as F
 
+    from cdp.identity.edges import combo_best_nodes
     from cdp.identity.persist import record_one_ids, update_redirects
     from cdp.lake import merge_table, overwrite_table, table_exists
 
@@ -462,7 +464,10 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
         in_sync = (F.when(one_id.isNull(), F.col("rows_without_one_id") == F.col("rows"))
                    .otherwise((F.col("rows_without_one_id") == 0) & (F.col("min_one_id") == one_id)
                               & (F.col("max_one_id") == one_id)))
-        record_map = (record_one_ids(res.observations, res.node_one_ids, res.records)
+        best = reduce(lambda a, b: a.unionByName(b),
+                      [combo_best_nodes(c, name, rules, res.node_one_ids) for name, c in res.combos.items()]
+                      ).localCheckpoint()
+        record_map = (record_one_ids(res.records, best)
                       .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"))
                       .localCheckpoint())
         overwrite_table(record_map.select("source", "source_record_id", "one_id").withColumn("run_date", F.lit(run_date)),
@@ -491,8 +496,14 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
             "events": {k: int(v) for k, v in sorted(events.items())}, "redirects": len(new_redirects)}
 
 
-def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRules) -> dict[str, int]:
-    """Contract checks on the written identity tables; raises IdentityContractError on any breach."""
+def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRules,
+                    records: int | None = None) -> dict[str, int]:
+    """Contract checks on the written identity tables; raises IdentityContractError on any breach.
+
+    records: the number of distinct source records the run read, when known; the record map must then hold
+    exactly that many rows (one per record: with unique records in, a duplicate or a lost record changes the
+    count), a count instead of a distinct count over every record.
+    """
     from pyspark.sql import functions as F
 
     from cdp.lake import read_table
@@ -520,8 +531,11 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
         (F.count(F.lit(1)) - F.countDistinct("src_key", "dst_key", "rule")).alias("edges_duplicate_key")).first()
     problems.update({k: int(v or 0) for k, v in row.asDict().items()})
     rm = read_table(spark, settings, "identity_record_map")
-    problems["record_map_duplicate_key"] = int(rm.agg(
-        F.count(F.lit(1)) - F.countDistinct("source", "source_record_id")).first()[0])
+    if records is None:
+        problems["record_map_duplicate_key"] = int(rm.agg(
+            F.count(F.lit(1)) - F.countDistinct("source", "source_record_id")).first()[0])
+    else:
+        problems["record_map_rows_not_one_per_record"] = abs(rm.count() - records)
     bad = {k: v for k, v in problems.items() if v}
     if bad:
         raise IdentityContractError(f"identity tables broke their contract: {bad}")
@@ -543,7 +557,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
     summary = {"run_date": str(run_date), **res.counts}
     summary.update(write_resolution(spark, settings, run_date, rules, res, redirects, step=step))
     with step("contracts"):
-        check_contracts(spark, settings, rules)
+        check_contracts(spark, settings, rules, records=res.records.count())
     _release(res)
     log.info("identity stage: %s", summary)
     return summary
@@ -575,7 +589,7 @@ def empty_redirects() -> pd.DataFrame:
 
 
 def _release(res: Resolved) -> None:
-    for df in (res.observations, res.edges, res.records, res.node_one_ids):
+    for df in (res.edges, res.records, res.node_one_ids, *res.combos.values()):
         df.unpersist()
 
 

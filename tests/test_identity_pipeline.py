@@ -208,22 +208,28 @@ def test_a_phone_on_many_orders_a_day_is_shared(spark):
     """The store phone typed for walk-ins: no card links it to anyone, only its daily record count betrays it."""
     from cdp.config import load_settings
     from cdp.identity.config import load_identity_rules
+    from cdp.identity.edges import daily_record_counts
     from cdp.identity.guardrails import busy_nodes
 
     rules = load_identity_rules(load_settings("local"))
     limit = next(t.max_records_per_day for t in rules.identifier_types if t.name == "mobile")
     assert limit == 5  # the shipped rule this test is about
 
-    def seen(node, day, n, source="pos", id_type="mobile"):
-        return [(source, f"{node}-{day}-{i}", node, id_type, t(day, 8 + i % 12)) for i in range(n)]
+    def seen(mobile, day, n, card=None):   # n orders of one day, two lines each
+        return [(f"{mobile or card}-{day}-{i}", day, t(day, 8 + i % 12), mobile, card, "main")
+                for i in range(n) for _ in range(2)]
 
-    rows = (seen("mobile:store", D1, limit + 1)            # one busy day -> shared
-            + seen("mobile:loyal", D1, limit) + seen("mobile:loyal", D2, limit)  # at the limit every day: a person
-            + seen("mobile:split", D1, 3) + seen("mobile:split", D1, 3, source="miniprogram")  # counted per source
-            + seen("member_card:main:C1", D1, 9, id_type="member_card")  # no daily limit for cards
-            + seen("mobile:junk", D1, 8))                   # already blocked: reported as blocked, not again
-    observations = spark.createDataFrame(rows, "source string, source_record_id string, node_key string, "
-                                               "id_type string, seen_at timestamp")
+    pos = (seen("store", D1, limit + 1)                 # one busy day -> shared
+           + seen("loyal", D1, limit) + seen("loyal", D2, limit)   # at the limit every day: a person
+           + seen("split", D1, 3)                       # 3 here and 3 in the mini-program: counted per source
+           + seen(None, D1, 9, card="C1")               # no daily limit for cards
+           + seen("junk", D1, 8))                       # already blocked: reported as blocked, not again
+    mp = [(f"E{i}", D1, t(D1, 9 + i), "split", None, "main") for i in range(3)]
+    silver = {"pos": spark.createDataFrame(pos, "source_record_id string, dt date, paid_at timestamp, "
+                                                "mobile_hash string, member_card_no string, brand_id string"),
+              "miniprogram": spark.createDataFrame(mp, "source_record_id string, dt date, event_at timestamp, "
+                                                       "mobile_hash string, member_card_no string, brand_id string")}
+    daily = daily_record_counts(silver, rules, ["mobile", "member_card"])
     blocked = spark.createDataFrame([("mobile:junk",)], "node_key string")
-    got = [tuple(r) for r in busy_nodes(observations, rules, blocked).collect()]
+    got = [tuple(r) for r in busy_nodes(daily, rules, blocked).collect()]
     assert got == [("mobile:store", "shared", "seen on 6 pos records in one day (max_records_per_day 5)")]
