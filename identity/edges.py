@@ -259,14 +259,23 @@ def _combo_col(source_name: str, rules: IdentityRules) -> Column:
     return F.struct(*fields)
 
 
+def combo_keys(source_name: str, rules: IdentityRules) -> tuple[Column, Column]:
+    """ck1, ck2 of a silver row of `source_name`: two independent hashes of its identifier combination."""
+    from pyspark.sql import functions as F
+
+    combo = _combo_col(source_name, rules)
+    return F.xxhash64(combo), F.hash(combo)
+
+
 def _silver_rows(df: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
     from pyspark.sql import functions as F
 
     seen_at = F.col(rules.sources[source_name].seen_at).cast("timestamp")
     combo = _combo_col(source_name, rules)
+    ck1, ck2 = combo_keys(source_name, rules)
     one_id = F.col("one_id") if "one_id" in df.columns else F.lit(None).cast("string")
     return df.select(F.lit(source_name).alias("source"), F.col("source_record_id").cast("string"),
-                     combo.alias("combo"), F.xxhash64(combo).alias("ck1"), F.hash(combo).alias("ck2"),
+                     combo.alias("combo"), ck1.alias("ck1"), ck2.alias("ck2"),
                      seen_at.alias("seen_at"), anchor_at_col(F.col("dt"), seen_at).alias("anchor_at"),
                      one_id.alias("one_id"))
 

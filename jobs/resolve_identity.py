@@ -46,6 +46,9 @@ NODE_STATUSES = ("active", "blocked", "shared")
 # share of a source's records whose one_id changes above which the silver table is rewritten in one pass
 # instead of MERGEd (a MERGE reads the table twice)
 REWRITE_SILVER_SHARE = 0.5
+# a silver rewrite meets the One-IDs of up to this many identifier combinations (or records) of one source as a
+# broadcast map (~100 MB at 1M combinations)
+BROADCAST_MAX_ROWS = 5_000_000
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
 HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
 
@@ -401,24 +404,42 @@ def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, sour
      .execute())
 
 
-def rewrite_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, record_map: DataFrame) -> None:
-    """Rewrite one silver record table with the records' one_id in one pass (one join, one Delta commit).
+def rewrite_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, rules: IdentityRules,
+                          best: DataFrame, record_map: DataFrame, run_date: dt.date) -> None:
+    """Rewrite one silver record table with the records' one_id in one pass (one Delta commit).
 
     The same result as `fill_silver_one_id`, for when most records change (the first resolution of a lake, a
-    rebuild that renames most profiles): a MERGE would join the table with the records twice, once to find the
-    files to rewrite and once to rewrite them all. Rows of records not in `record_map` keep their value.
+    rebuild that renames most profiles): a MERGE would join the table with the records twice. The rows are not
+    shuffled either: each row's identifier combination is hashed again (`edges.combo_keys`, the keys the stage
+    resolved) and meets its combination's One-ID (`best`: source, ck1, ck2, best) in a broadcast map; the rare
+    records with several combinations take theirs from `record_map` (source, source_record_id, one_id: those
+    records only), a second broadcast map. Rows landed after `run_date` (not read by this run) keep their value.
+    A map above BROADCAST_MAX_ROWS rows is joined without the broadcast hint (a cluster-sized lake).
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
+    from cdp.identity.edges import combo_keys
     from cdp.lake import overwrite_table, read_table
 
     partition_by = DeltaTable.forPath(spark, settings.table_path(table)).detail().first()["partitionColumns"]
     silver = read_table(spark, settings, table)
-    updates = (record_map.where(F.col("source") == source)
-               .select("source_record_id", F.col("one_id").alias("_one_id"), F.lit(True).alias("_update")))
-    rewritten = (silver.join(updates, "source_record_id", "left")
-                 .withColumn("one_id", F.when(F.col("_update"), F.col("_one_id")).otherwise(F.col("one_id")))
+    by_combo = best.where(F.col("source") == source).select(
+        F.col("ck1").alias("_ck1"), F.col("ck2").alias("_ck2"), F.col("best.one_id").alias("_combo_one_id"))
+    by_record = record_map.where(F.col("source") == source).select(
+        F.col("source_record_id").alias("_rid"), F.col("one_id").alias("_record_one_id"), F.lit(True).alias("_multi"))
+    if by_combo.count() <= BROADCAST_MAX_ROWS:
+        by_combo = F.broadcast(by_combo)
+    if by_record.count() <= BROADCAST_MAX_ROWS:
+        by_record = F.broadcast(by_record)
+    ck1, ck2 = combo_keys(source, rules)
+    one_id = F.when(F.col("_multi"), F.col("_record_one_id")).otherwise(F.col("_combo_one_id"))
+    if "dt" in silver.columns:
+        one_id = F.when(F.col("dt") <= F.lit(run_date), one_id).otherwise(F.col("one_id"))
+    rewritten = (silver.withColumn("_ck1", ck1).withColumn("_ck2", ck2)
+                 .withColumn("_rid", F.col("source_record_id").cast("string"))
+                 .join(by_combo, ["_ck1", "_ck2"], "left").join(by_record, "_rid", "left")
+                 .withColumn("one_id", one_id)
                  .select(*silver.columns))
     overwrite_table(rewritten, settings, table, partition_by=tuple(partition_by or ()))
 
@@ -467,8 +488,8 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
         best = reduce(lambda a, b: a.unionByName(b),
                       [combo_best_nodes(c, name, rules, res.node_one_ids) for name, c in res.combos.items()]
                       ).localCheckpoint()
-        record_map = (record_one_ids(res.records, best)
-                      .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"))
+        record_map = (record_one_ids(res.records.withColumn("combinations", F.size("ckeys")), best)
+                      .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"), "combinations")
                       .localCheckpoint())
         overwrite_table(record_map.select("source", "source_record_id", "one_id").withColumn("run_date", F.lit(run_date)),
                         settings, "identity_record_map")
@@ -483,9 +504,11 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
                 n = int(per_source[source_name].changed) if source_name in per_source else 0
                 if n and table_exists(spark, settings, source.table):
                     # most records change (first resolution): one rewrite pass; else MERGE only the changed ones
-                    write = (rewrite_silver_one_id if n >= REWRITE_SILVER_SHARE * per_source[source_name].n
-                             else fill_silver_one_id)
-                    write(spark, settings, source.table, source_name, changed)
+                    if n >= REWRITE_SILVER_SHARE * per_source[source_name].n:
+                        several = record_map.where(F.col("combinations") > 1)
+                        rewrite_silver_one_id(spark, settings, source.table, source_name, rules, best, several, run_date)
+                    else:
+                        fill_silver_one_id(spark, settings, source.table, source_name, changed)
                     silver_changed[source_name] = n
     with step("write nodes"):
         overwrite_table(res.nodes, settings, "identity_nodes")

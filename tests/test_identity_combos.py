@@ -87,11 +87,11 @@ def _combination_path(silver, rules):
     from cdp.identity.edges import (combo_links, combo_observations, edges_from_links, identifier_combos,
                                     nodes_from_observations, record_keys, weighted_combos)
 
-    records = record_keys(silver, rules).cache()
-    combos = identifier_combos(silver, rules)
+    records = record_keys(silver, rules).localCheckpoint()
+    combos = {name: c.localCheckpoint() for name, c in identifier_combos(silver, rules).items()}
     obs, links = [], []
     for name, source_combos in combos.items():
-        single, multi = weighted_combos(records, source_combos, name)
+        single, multi = (df.localCheckpoint() for df in weighted_combos(records, source_combos, name))
         obs.append(combo_observations(single, multi, name, rules))
         found = combo_links(single, multi, name, rules)
         if found is not None:
@@ -112,12 +112,8 @@ def test_combination_path_equals_the_row_by_row_definition(spark, seed):
     rules = _rules()
     silver = _silver(spark, seed)
     records, combos, observations, nodes, edges = _combination_path(silver, rules)
-    oracle_obs = extract_observations(silver, rules).cache()
-    try:
-        _check(rules, silver, records, combos, observations, nodes, edges, oracle_obs)
-    finally:
-        records.unpersist()
-        oracle_obs.unpersist()
+    oracle_obs = extract_observations(silver, rules).localCheckpoint()
+    _check(rules, silver, records, combos, observations, nodes, edges, oracle_obs)
 
 
 def _check(rules, silver, records, combos, observations, nodes, edges, oracle_obs):
