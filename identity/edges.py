@@ -240,6 +240,7 @@ def unique_pairs(edges: DataFrame) -> DataFrame:
 # the same as `extract_observations` / `extract_edges` (tested): a record is counted once per identifier, and
 # the times of an observation are the record's (its earliest and latest rows).
 COMBO_KEY = ("source", "ck1", "ck2")   # source + two independent hashes of the combination (96 bits)
+DAILY_COUNT_SCHEMA = "node_key string, id_type string, source string, day date, records long"
 WEIGHT_COLUMNS = ("n", "sample_record_id", "first_seen_at", "last_first_seen_at", "last_seen_at", "anchor_at")
 
 
@@ -398,6 +399,24 @@ def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: Id
     return out[0].unionByName(out[1])
 
 
+def graph_from_combos(records: DataFrame, combos: dict[str, DataFrame], rules: IdentityRules,
+                      materialise=lambda df: df) -> tuple[DataFrame, DataFrame]:
+    """Node rows (the columns of `build_nodes`) and edge rows (EDGE_COLUMNS) from `record_keys` and the
+    per-source `identifier_combos`. `materialise` is applied to each source's weighted frames, which feed both
+    (the stage passes a local checkpoint)."""
+    obs_parts, link_parts = [], []
+    for name, source_combos in combos.items():
+        single, multi = (materialise(df) for df in weighted_combos(records, source_combos, name))
+        obs_parts.append(combo_observations(single, multi, name, rules))
+        links = combo_links(single, multi, name, rules)
+        if links is not None:
+            link_parts.append(links)
+    if not obs_parts or not link_parts:
+        raise ValueError("no silver source table holds a link rule's identifiers")
+    nodes = nodes_from_observations(reduce(lambda a, b: a.unionByName(b), obs_parts), rules.type_names)
+    return nodes, edges_from_links(reduce(lambda a, b: a.unionByName(b), link_parts))
+
+
 def nodes_from_observations(weighted: DataFrame, type_names: tuple[str, ...]) -> DataFrame:
     """identity node rows from weighted observations (the columns of `build_nodes`)."""
     from pyspark.sql import functions as F
@@ -430,8 +449,8 @@ def daily_record_counts(silver: dict[str, DataFrame], rules: IdentityRules, id_t
                          .agg(F.countDistinct(F.col("source_record_id").cast("string")).alias("records"))
                          .select("node_key", F.lit(id_type).alias("id_type"), F.lit(source_name).alias("source"),
                                  "day", "records"))
-    if not parts:
-        raise ValueError("no silver source table holds an identifier of the types " + ", ".join(id_types))
+    if not parts:   # no limited type declared, or no silver table holds one
+        return next(iter(silver.values())).sparkSession.createDataFrame([], DAILY_COUNT_SCHEMA)
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 

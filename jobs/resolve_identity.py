@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from functools import reduce
 import inspect
 import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 import numpy as np
@@ -52,8 +52,6 @@ BROADCAST_MAX_ROWS = 5_000_000
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
 HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
 
-
-_DAILY_SCHEMA = "node_key string, id_type string, source string, day date, records long"
 
 StepHook = Callable[[str], ContextManager[Any]]
 
@@ -159,9 +157,8 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     """
     from pyspark.sql import functions as F
 
-    from cdp.identity.edges import (RANK_SHIFT, combo_links, combo_observations, daily_record_counts, edges_from_links,
-                                    identifier_combos, nodes_from_observations, record_keys, unique_pairs,
-                                    weighted_combos)
+    from cdp.identity.edges import (RANK_SHIFT, daily_record_counts, graph_from_combos, identifier_combos,
+                                    record_keys, unique_pairs)
     from cdp.identity.guardrails import (always_link_edges, blocked_nodes, busy_limits, busy_nodes, never_link_pairs,
                                          shared_nodes)
     from cdp.identity.persist import EDGE_STATUS, REASON_KEPT, resolve_with_overrides
@@ -172,26 +169,13 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         records = record_keys(silver, rules).localCheckpoint()
         combos = {name: df.localCheckpoint() for name, df in identifier_combos(silver, rules).items()}
     with step("observations, nodes, edges"):
-        obs_parts, link_parts = [], []
-        for name, source_combos in combos.items():
-            single, multi = weighted_combos(records, source_combos, name)
-            single, multi = single.localCheckpoint(), multi.localCheckpoint()
-            obs_parts.append(combo_observations(single, multi, name, rules))
-            links = combo_links(single, multi, name, rules)
-            if links is not None:
-                link_parts.append(links)
-        observations = reduce(lambda a, b: a.unionByName(b), obs_parts)
-        nodes = nodes_from_observations(observations, rules.type_names).localCheckpoint()
-        if not link_parts:
-            raise CdpError("no silver source table holds a link rule's identifiers")
-        edges = edges_from_links(reduce(lambda a, b: a.unionByName(b), link_parts)).localCheckpoint()
+        nodes, edges = graph_from_combos(records, combos, rules, materialise=lambda df: df.localCheckpoint())
+        nodes, edges = nodes.localCheckpoint(), edges.localCheckpoint()
     with step("guardrails"):
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
         blocked = blocked_nodes(nodes, pii, rules, overrides)
-        limits = busy_limits(rules)
-        busy = (busy_nodes(daily_record_counts(silver, rules, list(limits)), rules, blocked) if limits
-                else busy_nodes(spark.createDataFrame([], _DAILY_SCHEMA), rules, blocked))
+        busy = busy_nodes(daily_record_counts(silver, rules, list(busy_limits(rules))), rules, blocked)
         shared = shared_nodes(edges, nodes, rules, blocked).unionByName(busy)
         excluded = (blocked.unionByName(shared).groupBy("node_key")
                     .agg(F.min(F.struct("reason", "detail")).alias("_r"))

@@ -84,21 +84,12 @@ def _silver(spark, seed: int):
 
 
 def _combination_path(silver, rules):
-    from cdp.identity.edges import (combo_links, combo_observations, edges_from_links, identifier_combos,
-                                    nodes_from_observations, record_keys, weighted_combos)
+    from cdp.identity.edges import graph_from_combos, identifier_combos, record_keys
 
     records = record_keys(silver, rules).localCheckpoint()
     combos = {name: c.localCheckpoint() for name, c in identifier_combos(silver, rules).items()}
-    obs, links = [], []
-    for name, source_combos in combos.items():
-        single, multi = (df.localCheckpoint() for df in weighted_combos(records, source_combos, name))
-        obs.append(combo_observations(single, multi, name, rules))
-        found = combo_links(single, multi, name, rules)
-        if found is not None:
-            links.append(found)
-    observations = reduce(lambda a, b: a.unionByName(b), obs)
-    edges = edges_from_links(reduce(lambda a, b: a.unionByName(b), links))
-    return records, combos, observations, nodes_from_observations(observations, rules.type_names), edges
+    nodes, edges = graph_from_combos(records, combos, rules, materialise=lambda df: df.localCheckpoint())
+    return records, combos, nodes, edges
 
 
 def _rows(df, order):
@@ -111,12 +102,12 @@ def test_combination_path_equals_the_row_by_row_definition(spark, seed):
 
     rules = _rules()
     silver = _silver(spark, seed)
-    records, combos, observations, nodes, edges = _combination_path(silver, rules)
+    records, combos, nodes, edges = _combination_path(silver, rules)
     oracle_obs = extract_observations(silver, rules).localCheckpoint()
-    _check(rules, silver, records, combos, observations, nodes, edges, oracle_obs)
+    _check(rules, silver, records, combos, nodes, edges, oracle_obs)
 
 
-def _check(rules, silver, records, combos, observations, nodes, edges, oracle_obs):
+def _check(rules, silver, records, combos, nodes, edges, oracle_obs):
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import EDGE_COLUMNS, build_nodes, combo_best_nodes, daily_record_counts, extract_edges
