@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/cdp run --landing $(DEMO_DIR)/landing --lake $(DEMO_DIR)/lake --date $$(cat $(DEMO_DIR)/landing/_end_date)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: setup
 	$(BIN)/python -m benchmarks.harness --customers 100000

@@ -58,6 +58,6 @@ setup(
         "PyYAML>=6",
         "psutil>=5.9",
     ],
-    extras_require={"dev": ["pytest==9.2.0", "playwright==1.65.2"]},
+    extras_require={"dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "playwright==1.65.2"]},
     entry_points={"console_scripts": ["cdp=cdp.cli:main"]},
 )

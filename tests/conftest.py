@@ -17,12 +17,31 @@ os.environ.setdefault("CDP_HMAC_SECRET", "test-secret-not-for-production")
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 # Airflow reads its configuration at import time: point it at a private home and our dags/ before any import.
-AIRFLOW_HOME = REPO / ".airflow" / "test"
-os.environ.setdefault("AIRFLOW_HOME", str(AIRFLOW_HOME))
+# One home (and SQLite metadata database) per pytest-xdist worker: two workers never share the file. Set, not
+# defaulted: workers inherit the environment of the controller, which has already imported this file.
+AIRFLOW_HOME = REPO / ".airflow" / f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME}/airflow.db"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{AIRFLOW_HOME}/airflow.db")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+
+# The modules whose tests use the session's `daily_world` (a generated landing after one dag.test() run).
+WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_privacy.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs `pytest -n 2`: the WORLD_MODULES go to one worker as one unit, so the world is built once;
+    every other test is a unit of its own and goes to whichever worker is free. (xdist's own `loadgroup` marks
+    do not work with pytest 9, whose node ids xdist can no longer rename.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorldOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "daily_world" if nodeid.split("::", 1)[0] in WORLD_MODULES else nodeid
+
+    return WorldOnOneWorker(config, log)
 
 
 @pytest.fixture(scope="session")
