@@ -4,6 +4,7 @@ generator's ground truth.
 
     python -m benchmarks.bench_identity_stage --customers 100000 --work /tmp/bench
     python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality
+    python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality --fresh --daily
 
 Steps: generate the landing folder into `<work>/c<customers>/landing` (skipped when `_end_date` exists), ingest
 it into `<work>/c<customers>/lake` (skipped when silver exists; not timed here: the ingestion has its own
@@ -32,7 +33,8 @@ from typing import Iterator
 from benchmarks.harness import OUT, machine, measure
 
 IDENTITY_TABLES = ("identity_nodes", "identity_edges", "identity_rejections", "identity_history",
-                   "identity_redirects", "identity_record_map")
+                   "identity_redirects", "identity_record_map", "identity_state", "identity_record_state",
+                   "identity_combo_state", "identity_combo_nodes", "identity_busy_days")
 
 
 class StepMeter:
@@ -83,6 +85,32 @@ def _drop_identity(spark, settings) -> None:
              .update(F.col("one_id").isNotNull(), {"one_id": F.lit(None).cast("string")}))
 
 
+SILVER_TABLES = ("silver_pos_lines", "silver_miniprogram_events", "silver_wecom_contacts", "silver_ecommerce_lines",
+                 "silver_crm_members")
+
+
+def _hold_out(spark, settings, held: Path, day: dt.date) -> None:
+    """Take the rows landed on `day` out of silver (kept as parquet under `held`), so the day before can be
+    resolved first and `day` then lands in new files, as a daily ingestion would write it."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.lake import read_table, table_exists
+
+    for table in SILVER_TABLES:
+        if table_exists(spark, settings, table):
+            read_table(spark, settings, table).where(F.col("dt") == F.lit(day)).write.mode("overwrite").parquet(str(held / table))
+            DeltaTable.forPath(spark, settings.table_path(table)).delete(F.col("dt") == F.lit(day))
+
+
+def _land_held_out(spark, settings, held: Path) -> None:
+    from cdp.lake import append_table
+
+    for part in sorted(held.iterdir()):
+        append_table(spark.read.parquet(str(part)), settings, part.name)
+    shutil.rmtree(held)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -94,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="timed identity runs (the 2nd is a no-change re-run)")
     parser.add_argument("--fresh", action="store_true", help="drop identity tables and silver one_id first")
     parser.add_argument("--no-quality", action="store_true", help="skip scoring against the ground truth")
+    parser.add_argument("--daily", action="store_true",
+                        help="a day's increment instead: the end date's rows are taken out of silver, the day "
+                             "before is resolved (first resolution), the end date's rows are appended again (as "
+                             "ingestion writes a new day), then the end date's daily (incremental) run, then a "
+                             "full pass of the end date (the baseline, which must change nothing)")
     args = parser.parse_args(argv)
     from cdp.entry import setup_logging
 
@@ -127,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         prep.append(("ingest (not identity)", time.perf_counter() - start))
     if args.fresh:
         _drop_identity(spark, settings)
+    held = work / "held_out_last_day"
+    if held.exists():            # an interrupted --daily benchmark: the day goes back first
+        _land_held_out(spark, settings, held)
+    if args.daily:
+        _hold_out(spark, settings, held, run_date)
 
     from cdp.resolve_identity import run
 
@@ -154,11 +192,21 @@ def main(argv: list[str] | None = None) -> int:
                        indent=2, default=str))
         return report
 
-    for i in range(args.runs):
-        label = "first run" if i == 0 else f"re-run {i} (no change)"
+    if args.daily:
+        day_before = run_date - dt.timedelta(days=1)
+        plan = [(f"first resolution {day_before}", day_before, False),
+                (f"daily run {run_date} (incremental)", run_date, False),
+                (f"full pass {run_date} (baseline)", run_date, True)]
+    else:
+        plan = [("first run" if i == 0 else f"re-run {i} (no change)", run_date, False) for i in range(args.runs)]
+    for label, day, full in plan:
+        if args.daily and day == run_date and held.exists():
+            start = time.perf_counter()
+            _land_held_out(spark, settings, held)
+            prep.append((f"land {run_date} (appends, as ingestion does; not identity)", time.perf_counter() - start))
         meter = StepMeter(spark, label)
         with meter("whole stage"):
-            summary = run(spark, settings, run_date, step=meter)
+            summary = run(spark, settings, day, step=meter, full=full)
         whole = meter.rows.pop()              # the outer measurement, reported separately
         steps.extend(meter.rows)
         totals.append({**whole, "step": "whole stage", "load_avg_1m": os.getloadavg()[0]})

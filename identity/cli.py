@@ -61,7 +61,7 @@ def _resolve(args: argparse.Namespace) -> int:
     from cdp.resolve_identity import run
 
     spark, settings = _session(args)
-    print(json.dumps(run(spark, settings, run_date_from_args(args, settings)), indent=2, default=str))
+    print(json.dumps(run(spark, settings, run_date_from_args(args, settings), full=args.full), indent=2, default=str))
     return 0
 
 
@@ -245,6 +245,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     isub = identity.add_subparsers(dest="identity_command", required=True)
 
     p = isub.add_parser("resolve", parents=[common], help="run the identity stage for a date")
+    p.add_argument("--full", action="store_true",
+                   help="recompute from all silver instead of the incremental run (same result, slower)")
     p.set_defaults(func=_resolve)
 
     p = isub.add_parser("rebuild", parents=[common], help="recompute all One-IDs under the current rules")

@@ -465,9 +465,8 @@ def edges_from_links(weighted: DataFrame) -> DataFrame:
             .select(*EDGE_COLUMNS))
 
 
-def combo_best_nodes(combos: DataFrame, source_name: str, rules: IdentityRules, node_one_ids: DataFrame) -> DataFrame:
-    """source, ck1, ck2, best: the combination's most trusted identifier that has a One-ID
-    (struct id_priority, node_key, one_id; the rule of `persist.record_one_ids`)."""
+def combo_identifiers(combos: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
+    """source, ck1, ck2, node_key, id_priority: every identifier of each combination of one source."""
     from pyspark.sql import functions as F
 
     source = rules.sources[source_name]
@@ -475,6 +474,19 @@ def combo_best_nodes(combos: DataFrame, source_name: str, rules: IdentityRules, 
     parts = [_identifier_rows(flat, id_type, ident).where(F.col("node_key").isNotNull())
              .select(*COMBO_KEY, "node_key", F.lit(rules.priority(id_type)).cast("int").alias("id_priority"))
              for id_type, ident in source.identifiers.items()]
-    return (reduce(lambda a, b: a.unionByName(b), parts)
+    return reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def combo_schema(silver: DataFrame, source_name: str, rules: IdentityRules):
+    """The Spark type of the `combo` struct of one source (to read combinations back from their JSON state)."""
+    return silver.select(_combo_col(source_name, rules).alias("combo")).schema["combo"].dataType
+
+
+def combo_best_nodes(combos: DataFrame, source_name: str, rules: IdentityRules, node_one_ids: DataFrame) -> DataFrame:
+    """source, ck1, ck2, best: the combination's most trusted identifier that has a One-ID
+    (struct id_priority, node_key, one_id; the rule of `persist.record_one_ids`)."""
+    from pyspark.sql import functions as F
+
+    return (combo_identifiers(combos, source_name, rules)
             .join(node_one_ids.select("node_key", "one_id"), "node_key")
             .groupBy(*COMBO_KEY).agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("best")))

@@ -218,9 +218,16 @@ def _erase_locked(spark: SparkSession, settings: Settings, *, mobile: str | None
     exact, raw = collect_identifiers(spark, settings, found, request_keys, raw_request)
     log.info("erasure: one_id %s, %d exact values, %d raw values", found, len(exact), len(raw))
 
+    # the identity stage's incremental state (record keys, identifier combinations as JSON) is derived data:
+    # deleted whole, not searched; the next identity run takes the full pass and writes it again
+    from cdp.identity_state import STATE_TABLES
+    for name in STATE_TABLES:
+        finish_interrupted_swap(settings.table_path(name))
+        shutil.rmtree(settings.table_path(name), ignore_errors=True)
+
     counts: dict[str, int] = {}
     for name in settings.tables:
-        if name in SKIP_TABLES:
+        if name in SKIP_TABLES or name in STATE_TABLES:
             continue
         path = settings.table_path(name)
         finish_interrupted_swap(path)

@@ -82,6 +82,13 @@ class Resolved:
     node_map: pd.DataFrame     # node_key, one_id (active nodes)
     events: pd.DataFrame       # assign_one_ids events
     counts: dict[str, Any]
+    busy_days: DataFrame       # identity_busy_days rows
+    combo_ids: DataFrame | None = None      # identifiers of every combination (incremental runs)
+    increment: Any = None                   # identity_state.Increment of an incremental run, None: full pass
+    touched_now: DataFrame | None = None    # current record-state rows of the touched records (incremental)
+    new_combos: DataFrame | None = None     # combinations not in the persisted state yet, as state rows
+    new_combo_nodes: DataFrame | None = None  # their identifiers (source, ck1, ck2, node_key)
+    changed_nodes: pd.Series | None = None  # node keys whose one_id differs from the previous map
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -147,9 +154,17 @@ def _resolver(method: str, spark: SparkSession):
     return functools.partial(resolve, spark=spark) if method == "spark" else resolve
 
 
+def _checkpoint(df: DataFrame) -> DataFrame:
+    return df.localCheckpoint()
+
+
 def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
-            previous: pd.DataFrame, redirects: pd.DataFrame, step: StepHook = log_step) -> Resolved:
+            previous: pd.DataFrame, redirects: pd.DataFrame, step: StepHook = log_step,
+            increment: Any = None, silver: dict[str, DataFrame] | None = None) -> Resolved:
     """Steps 1-5 without writing anything.
+
+    increment: an `identity_state.Increment` for an incremental run (the graph is updated for the touched
+    records only; `silver` is then the frames the plan was made on), None for the full pass.
 
     Intermediate frames are local checkpoints: materialised once and cut from their lineage, so the actions
     that follow do not re-plan (or re-run) the silver-to-graph plan. Only integer arrays, the active nodes'
@@ -159,27 +174,43 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
 
     from cdp.identity.edges import (RANK_SHIFT, daily_record_counts, graph_from_combos, identifier_combos,
                                     record_keys, unique_pairs)
-    from cdp.identity.guardrails import (always_link_edges, blocked_nodes, busy_limits, busy_nodes, never_link_pairs,
-                                         shared_nodes)
+    from cdp.identity.guardrails import always_link_edges, busy_limits, never_link_pairs
+    from cdp.identity.incremental import over_limit_days
+    from cdp.lake import read_table
     from cdp.identity.persist import EDGE_STATUS, REASON_KEPT, resolve_with_overrides
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    with step("records, combinations"):
+    if silver is None:
         silver = read_silver(spark, settings, rules, run_date)
-        records = record_keys(silver, rules).localCheckpoint()
-        combos = {name: df.localCheckpoint() for name, df in identifier_combos(silver, rules).items()}
-    with step("observations, nodes, edges"):
-        nodes, edges = graph_from_combos(records, combos, rules, materialise=lambda df: df.localCheckpoint())
-        nodes, edges = nodes.localCheckpoint(), edges.localCheckpoint()
+    extra: dict[str, Any] = {}
+    if increment is None:
+        with step("records, combinations"):
+            records = record_keys(silver, rules).localCheckpoint()
+            combos = {name: df.localCheckpoint() for name, df in identifier_combos(silver, rules).items()}
+        with step("observations, nodes, edges"):
+            nodes, edges = graph_from_combos(records, combos, rules, materialise=_checkpoint)
+            nodes, edges = nodes.localCheckpoint(), edges.localCheckpoint()
+        with step("busy days"):
+            busy_days = over_limit_days(daily_record_counts(silver, rules, list(busy_limits(rules))), rules).localCheckpoint()
+    else:
+        records, combos, nodes, edges, busy_days, extra = _update_graph(spark, settings, rules, silver, increment, step)
     with step("guardrails"):
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
-        blocked = blocked_nodes(nodes, pii, rules, overrides)
-        busy = busy_nodes(daily_record_counts(silver, rules, list(busy_limits(rules))), rules, blocked)
-        shared = shared_nodes(edges, nodes, rules, blocked).unionByName(busy)
-        excluded = (blocked.unionByName(shared).groupBy("node_key")
-                    .agg(F.min(F.struct("reason", "detail")).alias("_r"))
-                    .select("node_key", "_r.reason", "_r.detail").localCheckpoint())
+        if increment is None:
+            excluded = exclusions(nodes, edges, busy_days, pii, rules, overrides)
+        else:
+            # only the affected identifiers can change their verdict (docs/identity.md §5): the others keep
+            # the one the last run recorded in identity_rejections
+            affected = F.broadcast(extra.pop("affected"))
+            before = (read_table(spark, settings, "identity_rejections").where(F.col("kind") == "node")
+                      .select("node_key", "reason", "detail").join(affected, "node_key", "left_anti"))
+            still_blocked = before.where(F.col("reason") != "shared").select("node_key")
+            src = edges.join(affected.withColumnRenamed("node_key", "src_key"), "src_key", "left_semi")
+            dst = edges.join(affected.withColumnRenamed("node_key", "dst_key"), "dst_key", "left_semi")
+            fresh = exclusions(nodes, src.unionByName(dst), busy_days, pii, rules, overrides, only=affected,
+                               also_blocked=still_blocked)
+            excluded = before.unionByName(fresh).localCheckpoint()
         excluded_pd = excluded.select("node_key", "reason").toPandas()
 
     # 4. integer ids: node_idx = position in node_key order (the same graph gives the same ids), computed on
@@ -239,6 +270,12 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         run_at = dt.datetime.combine(run_date, dt.time())
         node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
         node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
+        both = previous[["node_key", "one_id"]].merge(node_map[["node_key", "one_id"]], on="node_key", how="outer",
+                                                      suffixes=("_before", "_now"))
+        # persisted nodes whose One-ID moved (merged, split, blocked, gone): their records need a new look; a
+        # node that is new this run comes with a touched record
+        differs = both["one_id_before"].notna() & (both["one_id_before"] != both["one_id_now"].fillna(""))
+        changed_nodes = both.loc[differs, "node_key"].reset_index(drop=True)
 
     with step("output frames"):
         # identity_nodes rows; the map goes back to Spark keyed by the integer node_uid
@@ -247,11 +284,13 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                           "one_id": node_map["one_id"].to_numpy(), "anchor_at": node_map["anchor_at"].to_numpy()}),
             "node_uid long, one_id string, anchor_at timestamp")
         keyed_map = indexed.select("node_key", "node_uid").join(map_df, "node_uid").drop("node_uid").localCheckpoint()
-        out_nodes = (nodes.drop("anchor_at").join(excluded.select("node_key", F.col("reason").alias("_reason")),
-                                                  "node_key", "left")
+        # anchor_at: the carried-forward anchor of active nodes; the graph's own for blocked / shared ones
+        # (an incremental run reads it back as the node's anchor)
+        out_nodes = (nodes.withColumnRenamed("anchor_at", "_graph_anchor_at")
+                     .join(excluded.select("node_key", F.col("reason").alias("_reason")), "node_key", "left")
                      .join(keyed_map, "node_key", "left")
-                     .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at", "anchor_at",
-                             "record_count",
+                     .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at",
+                             F.coalesce("anchor_at", "_graph_anchor_at").alias("anchor_at"), "record_count",
                              F.when(F.col("_reason").isNull(), "active")
                               .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
                              "one_id")
@@ -333,7 +372,106 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         "one_ids": int(node_map["one_id"].nunique()),
         "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
     }
-    return Resolved(combos, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts)
+    counts["mode"] = "full" if increment is None else "incremental"
+    return Resolved(combos, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts,
+                    busy_days=busy_days, increment=increment, changed_nodes=changed_nodes, **extra)
+
+
+def exclusions(nodes: DataFrame, edges: DataFrame, busy_days: DataFrame, pii: DataFrame | None,
+               rules: IdentityRules, overrides: DataFrame | None, only: DataFrame | None = None,
+               also_blocked: DataFrame | None = None) -> DataFrame:
+    """node_key, reason, detail of every blocked or shared node (one row each: the first reason by name).
+
+    only: restrict the verdicts to these node keys (`edges` must then hold every edge touching them);
+    also_blocked: node keys blocked already, whose links do not count either.
+    """
+    from pyspark.sql import functions as F
+
+    from cdp.identity.guardrails import blocked_nodes, busy_nodes, shared_nodes
+
+    subject = nodes if only is None else nodes.join(only, "node_key", "left_semi")
+    blocked = blocked_nodes(subject, pii, rules, overrides).localCheckpoint()
+    gone = blocked.select("node_key") if also_blocked is None else blocked.select("node_key").unionByName(also_blocked)
+    shared = shared_nodes(edges, nodes, rules, gone).unionByName(busy_nodes(busy_days, rules, gone))
+    if only is not None:
+        shared = shared.join(only, "node_key", "left_semi")
+    return (blocked.unionByName(shared).groupBy("node_key")
+            .agg(F.min(F.struct("reason", "detail")).alias("_r"))
+            .select("node_key", "_r.reason", "_r.detail").localCheckpoint())
+
+
+def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules, silver: dict[str, DataFrame],
+                  increment: Any, step: StepHook):
+    """The incremental run's graph (cdp.identity.incremental): the touched records' current silver rows replace
+    their state; nodes and edges are recomputed around the affected identifiers; busy days recounted on the
+    touched days. Returns records, combos, nodes, edges, busy_days and the extra Resolved fields."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import (COMBO_KEY, combo_identifiers, combo_schema, daily_record_counts,
+                                    identifier_combos, record_keys)
+    from cdp.identity.guardrails import busy_limits
+    from cdp.identity.incremental import (RECORD_STATE_COLUMNS, combos_from_state, combos_to_state, edges_from_table,
+                                          nodes_from_table, record_combo_keys, replace_records, update_busy_days,
+                                          update_graph)
+    from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, RECORD_STATE
+    from cdp.lake import read_table
+
+    with step("records, combinations"):
+        touched = increment.touched.localCheckpoint()
+        state_records = read_table(spark, settings, RECORD_STATE)
+        touched_before = state_records.join(F.broadcast(touched), ["source", "source_record_id"], "left_semi").localCheckpoint()
+        # a source whose touched records are all new and changed only after the last run date: their rows all
+        # landed after it, so only those rows are read (Delta skips the older files by their dt statistics)
+        whole = {r.source for r in increment.old_rows.select("source")
+                 .unionByName(touched_before.select("source")).distinct().collect()}
+        current = {}
+        for name, df in silver.items():
+            if name not in whole and "dt" in df.columns:
+                df = df.where(F.col("dt") > F.lit(increment.previous_run_date))
+            ids = F.broadcast(touched.where(F.col("source") == name).select(F.col("source_record_id").alias("_rid")))
+            current[name] = df.join(ids, df["source_record_id"].cast("string") == ids["_rid"], "left_semi")
+        touched_now = record_keys(current, rules).select(*RECORD_STATE_COLUMNS).localCheckpoint()
+        records = replace_records(state_records, touched, touched_now)
+        persisted = combos_from_state(read_table(spark, settings, COMBO_STATE),
+                                      {name: combo_schema(df, name, rules) for name, df in silver.items()})
+        fresh = {name: df.join(persisted[name], list(COMBO_KEY), "left_anti").localCheckpoint()
+                 for name, df in identifier_combos(current, rules).items()}
+        combos = {name: persisted[name].unionByName(fresh[name]) if name in fresh else persisted[name]
+                  for name in persisted}
+        fresh_ids = reduce(lambda a, b: a.unionByName(b),
+                           [combo_identifiers(c, name, rules).select(*COMBO_KEY, "node_key")
+                            for name, c in fresh.items()]).localCheckpoint()
+        combo_ids = read_table(spark, settings, COMBO_NODES).unionByName(fresh_ids)
+    with step("observations, nodes, edges"):
+        touched_keys = record_combo_keys(touched_before.unionByName(touched_now)).select(*COMBO_KEY)
+        nodes, edges, affected = update_graph(records, combos, combo_ids, touched_keys,
+                                       nodes_from_table(read_table(spark, settings, "identity_nodes"), rules),
+                                       edges_from_table(read_table(spark, settings, "identity_edges")), rules,
+                                       materialise=_checkpoint)
+        nodes, edges = nodes.localCheckpoint(), edges.localCheckpoint()
+    with step("busy days"):
+        days = {}
+        for r in increment.touched_days.collect():
+            days.setdefault(r.source, set()).add(r.day)
+        on_days = {}
+        for name, df in silver.items():
+            if name in days:
+                seen = F.to_date(F.col(rules.sources[name].seen_at).cast("timestamp"))
+                dated = sorted(d for d in days[name] if d is not None)
+                cond = seen.isin(dated) if dated else F.lit(False)
+                if None in days[name]:
+                    cond = cond | seen.isNull()
+                on_days[name] = df.where(cond)
+        recounted = (daily_record_counts(on_days, rules, list(busy_limits(rules))) if on_days
+                     else spark.createDataFrame([], "node_key string, id_type string, source string, day date, records long"))
+        busy_days = update_busy_days(read_table(spark, settings, BUSY_DAYS), recounted, increment.touched_days,
+                                     rules).localCheckpoint()
+    new_combos = reduce(lambda a, b: a.unionByName(b), [combos_to_state({n: c}) for n, c in fresh.items()]) if fresh else None
+    return records, combos, nodes, edges, busy_days, {
+        "combo_ids": combo_ids, "touched_now": touched_now, "new_combos": new_combos, "affected": affected,
+        "new_combo_nodes": fresh_ids}
 
 
 class _UidIndex:
@@ -437,13 +575,155 @@ def _same_redirects(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return rows(a) == rows(b)
 
 
-def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
-                     res: Resolved, redirects: pd.DataFrame, step: StepHook = log_step) -> dict[str, Any]:
-    """Write the identity tables, the record map and the silver `one_id` values (only records that change)."""
+def _write_record_map_full(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
+                           res: Resolved, step: StepHook):
+    """Full pass: the whole record map, and silver one_id rewritten or MERGEd for the records that change."""
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import combo_best_nodes
-    from cdp.identity.persist import record_one_ids, update_redirects
+    from cdp.identity.persist import record_one_ids
+    from cdp.identity_state import DELETION_VECTORS, enable_change_feed, enable_properties
+    from cdp.lake import overwrite_table, table_exists
+
+    with step("record map"):
+        one_id = F.col("one_id")
+        in_sync = (F.when(one_id.isNull(), F.col("rows_without_one_id") == F.col("rows"))
+                   .otherwise((F.col("rows_without_one_id") == 0) & (F.col("min_one_id") == one_id)
+                              & (F.col("max_one_id") == one_id)))
+        best = reduce(lambda a, b: a.unionByName(b),
+                      [combo_best_nodes(c, name, rules, res.node_one_ids) for name, c in res.combos.items()]
+                      ).localCheckpoint()
+        record_map = (record_one_ids(res.records.withColumn("combinations", F.size("ckeys")), best)
+                      .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"), "combinations")
+                      .localCheckpoint())
+        overwrite_table(record_map.select("source", "source_record_id", "one_id").withColumn("run_date", F.lit(run_date)),
+                        settings, "identity_record_map")
+        enable_properties(spark, settings, "identity_record_map", DELETION_VECTORS)   # incremental runs MERGE it
+        per_source = {r.source: r for r in record_map.groupBy("source").agg(
+            F.count(F.lit(1)).alias("n"), F.sum(one_id.isNull().cast("int")).alias("none"),
+            F.sum(F.col("is_changed").cast("int")).alias("changed")).collect()}
+    with step("silver one_id"):
+        silver_changed = {}
+        changed = record_map.where(F.col("is_changed"))
+        for source_name, source in rules.sources.items():
+            if not table_exists(spark, settings, source.table):
+                continue
+            enable_change_feed(spark, settings, source.table)   # the next, incremental run reads it
+            n = int(per_source[source_name].changed) if source_name in per_source else 0
+            if n and rules.fill_silver_one_id:
+                # most records change (first resolution): one rewrite pass; else MERGE only the changed ones
+                if n >= REWRITE_SILVER_SHARE * per_source[source_name].n:
+                    several = record_map.where(F.col("combinations") > 1)
+                    rewrite_silver_one_id(spark, settings, source.table, source_name, rules, best, several, run_date)
+                else:
+                    fill_silver_one_id(spark, settings, source.table, source_name, changed)
+                silver_changed[source_name] = n
+    return per_source, silver_changed
+
+
+def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
+                                  res: Resolved, step: StepHook):
+    """Incremental run: the record map and silver one_id of the records that may have changed only: the touched
+    records and those carrying a node whose One-ID changed. Records whose rows are all gone leave the map."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import COMBO_KEY, combo_best_nodes
+    from cdp.identity.incremental import RECORD_KEY, record_combo_keys, records_carrying
+    from cdp.identity.persist import record_one_ids
+    from cdp.lake import read_table, table_exists
+
+    key = list(RECORD_KEY)
+    with step("record map"):
+        touched = res.increment.touched
+        subject = res.touched_now.select(*key, "ckeys")
+        if len(res.changed_nodes):
+            # the other records carrying an identifier whose One-ID moved, with their keys, in one pass
+            changed_nodes = spark.createDataFrame(pd.DataFrame({"node_key": res.changed_nodes.astype(str)}),
+                                                  "node_key string")
+            others = records_carrying(res.records.select(*key, "ckeys"), res.combo_ids, changed_nodes, keep=["ckeys"])
+            subject = subject.unionByName(others.join(F.broadcast(touched.select(*key)), key, "left_anti"))
+        subject = subject.localCheckpoint()
+        candidates = F.broadcast(subject.select(*key))
+        wanted = F.broadcast(record_combo_keys(subject).select(*COMBO_KEY).distinct().localCheckpoint())
+        best = reduce(lambda a, b: a.unionByName(b),
+                      [combo_best_nodes(c.join(wanted, list(COMBO_KEY), "left_semi").localCheckpoint(), name, rules,
+                                        res.node_one_ids) for name, c in res.combos.items()]).localCheckpoint()
+        now = record_one_ids(subject.select(*key, "ckeys"), best)
+        before = read_table(spark, settings, "identity_record_map").join(candidates, key, "left_semi").select(
+            *key, F.col("one_id").alias("_before"), F.lit(True).alias("_present"))
+        is_touched = touched.select(*key, F.lit(True).alias("_touched"))
+        rows = (now.join(before, key, "left").join(F.broadcast(is_touched), key, "left")
+                .select(*key, "one_id", F.coalesce("_touched", F.lit(False)).alias("_touched"),
+                        (F.col("_present").isNull() | ~F.col("one_id").eqNullSafe(F.col("_before"))).alias("_changed"))
+                .localCheckpoint())
+        gone = touched.join(res.touched_now, key, "left_anti")
+        updates = (rows.where("_changed").select(*key, "one_id", F.lit(False).alias("_delete"))
+                   .unionByName(gone.select(*key, F.lit(None).cast("string").alias("one_id"), F.lit(True).alias("_delete")))
+                   .withColumn("run_date", F.lit(run_date)))
+        (DeltaTable.forPath(spark, settings.table_path("identity_record_map")).alias("t")
+         .merge(updates.alias("s"), "t.source = s.source AND t.source_record_id = s.source_record_id")
+         .whenMatchedDelete(condition="s._delete")
+         .whenMatchedUpdate(set={"one_id": "s.one_id", "run_date": "s.run_date"})
+         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in ("source", "source_record_id",
+                                                                                       "one_id", "run_date")})
+         .execute())
+        per_source = {r.source: r for r in read_table(spark, settings, "identity_record_map").groupBy("source").agg(
+            F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).collect()}
+    with step("silver one_id"):
+        silver_changed = {}
+        if rules.fill_silver_one_id:
+            # a touched record's new rows carry no one_id yet, so touched records are written even when their
+            # One-ID did not change (the MERGE rewrites only rows whose value differs)
+            fill = rows.where(F.col("_changed") | F.col("_touched"))
+            for row in fill.groupBy("source").count().collect():
+                table = rules.sources[row.source].table
+                if table_exists(spark, settings, table):
+                    fill_silver_one_id(spark, settings, table, row.source, fill)
+                    silver_changed[row.source] = int(row["count"])
+    return per_source, silver_changed
+
+
+def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityRules, res: Resolved) -> None:
+    """identity_record_state, identity_combo_state, identity_busy_days (cdp.identity_state)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import COMBO_KEY, combo_identifiers
+    from cdp.identity.incremental import RECORD_KEY, RECORD_STATE_COLUMNS, combos_to_state
+    from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, DELETION_VECTORS, RECORD_STATE, enable_properties
+    from cdp.lake import append_table, overwrite_table
+
+    if res.increment is None:
+        overwrite_table(res.records.select(*RECORD_STATE_COLUMNS), settings, RECORD_STATE)
+        enable_properties(spark, settings, RECORD_STATE, DELETION_VECTORS)
+        overwrite_table(combos_to_state(res.combos), settings, COMBO_STATE)
+        overwrite_table(reduce(lambda a, b: a.unionByName(b),
+                               [combo_identifiers(c, name, rules).select(*COMBO_KEY, "node_key")
+                                for name, c in res.combos.items()]), settings, COMBO_NODES)
+    else:
+        key = list(RECORD_KEY)
+        gone = res.increment.touched.join(res.touched_now, key, "left_anti")
+        updates = (res.touched_now.withColumn("_delete", F.lit(False))
+                   .unionByName(gone.select(*key, F.lit(True).alias("_delete")), allowMissingColumns=True))
+        cols = {c: f"s.{c}" for c in RECORD_STATE_COLUMNS}
+        (DeltaTable.forPath(spark, settings.table_path(RECORD_STATE)).alias("t")
+         .merge(updates.alias("s"), "t.source = s.source AND t.source_record_id = s.source_record_id")
+         .whenMatchedDelete(condition="s._delete")
+         .whenMatchedUpdate(set=cols)
+         .whenNotMatchedInsert(condition="NOT s._delete", values=cols)
+         .execute())
+        if res.new_combos is not None:
+            append_table(res.new_combos, settings, COMBO_STATE)
+            append_table(res.new_combo_nodes, settings, COMBO_NODES)
+    overwrite_table(res.busy_days, settings, BUSY_DAYS)
+
+
+def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
+                     res: Resolved, redirects: pd.DataFrame, step: StepHook = log_step) -> dict[str, Any]:
+    """Write the identity tables, the record map, the silver `one_id` values (only records that change) and the
+    state the next run starts from."""
+    from cdp.identity.persist import update_redirects
     from cdp.lake import merge_table, overwrite_table, table_exists
 
     # Crash safety (docs/reliability.md): identity_nodes is the persisted map the next run starts from
@@ -464,38 +744,18 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
                                             red_schema) if len(new_redirects) else spark.createDataFrame([], red_schema))
             overwrite_table(red_df, settings, "identity_redirects")
 
-    with step("record map"):
-        one_id = F.col("one_id")
-        in_sync = (F.when(one_id.isNull(), F.col("rows_without_one_id") == F.col("rows"))
-                   .otherwise((F.col("rows_without_one_id") == 0) & (F.col("min_one_id") == one_id)
-                              & (F.col("max_one_id") == one_id)))
-        best = reduce(lambda a, b: a.unionByName(b),
-                      [combo_best_nodes(c, name, rules, res.node_one_ids) for name, c in res.combos.items()]
-                      ).localCheckpoint()
-        record_map = (record_one_ids(res.records.withColumn("combinations", F.size("ckeys")), best)
-                      .select("source", "source_record_id", "one_id", (~in_sync).alias("is_changed"), "combinations")
-                      .localCheckpoint())
-        overwrite_table(record_map.select("source", "source_record_id", "one_id").withColumn("run_date", F.lit(run_date)),
-                        settings, "identity_record_map")
-        per_source = {r.source: r for r in record_map.groupBy("source").agg(
-            F.count(F.lit(1)).alias("n"), F.sum(one_id.isNull().cast("int")).alias("none"),
-            F.sum(F.col("is_changed").cast("int")).alias("changed")).collect()}
-    with step("silver one_id"):
-        silver_changed = {}
-        if rules.fill_silver_one_id:
-            changed = record_map.where(F.col("is_changed"))
-            for source_name, source in rules.sources.items():
-                n = int(per_source[source_name].changed) if source_name in per_source else 0
-                if n and table_exists(spark, settings, source.table):
-                    # most records change (first resolution): one rewrite pass; else MERGE only the changed ones
-                    if n >= REWRITE_SILVER_SHARE * per_source[source_name].n:
-                        several = record_map.where(F.col("combinations") > 1)
-                        rewrite_silver_one_id(spark, settings, source.table, source_name, rules, best, several, run_date)
-                    else:
-                        fill_silver_one_id(spark, settings, source.table, source_name, changed)
-                    silver_changed[source_name] = n
+    if res.increment is None:
+        per_source, silver_changed = _write_record_map_full(spark, settings, run_date, rules, res, step)
+    else:
+        per_source, silver_changed = _write_record_map_incremental(spark, settings, run_date, rules, res, step)
+    with step("write state"):
+        _write_graph_state(spark, settings, rules, res)
     with step("write nodes"):
         overwrite_table(res.nodes, settings, "identity_nodes")
+    with step("write run state"):
+        from cdp.identity_state import write_state
+
+        write_state(spark, settings, rules, run_date, sorted(res.combos))
     events = res.events["event_type"].value_counts().to_dict() if len(res.events) else {}
     return {"records": sum(int(r.n) for r in per_source.values()),
             "records_without_one_id": sum(int(r.none or 0) for r in per_source.values()),
@@ -550,18 +810,30 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
 
 
 # --- entry points -------------------------------------------------------------------------------------------
-def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: StepHook = log_step) -> dict[str, Any]:
+def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: StepHook = log_step,
+        full: bool = False) -> dict[str, Any]:
     """The daily identity stage (idempotent for a run date).
 
+    Incremental when the last run's state allows it (cdp.identity_state.plan_increment), else the full pass;
+    both give the same tables (tested). full: take the full pass anyway.
     step: a context-manager factory wrapped around each step by name (default: log its wall time).
     """
     from cdp.identity.config import load_identity_rules
+    from cdp.identity_state import plan_increment
 
     rules = load_identity_rules(settings)
     with step("read previous map"):
         previous, redirects = read_previous(spark, settings)
-    res = compute(spark, settings, run_date, rules, previous, redirects, step=step)
+    with step("plan"):
+        silver = read_silver(spark, settings, rules, run_date)
+        increment, why = (None, "full pass asked for") if full else plan_increment(spark, settings, rules, run_date, silver)
+    log.info("identity stage: %s", "incremental run" if increment is not None else f"full pass: {why}")
+    res = compute(spark, settings, run_date, rules, previous, redirects, step=step, increment=increment, silver=silver)
     summary = {"run_date": str(run_date), **res.counts}
+    if increment is None:
+        summary["full_pass_reason"] = why
+    else:
+        summary["records_touched"] = increment.touched.count()
     summary.update(write_resolution(spark, settings, run_date, rules, res, redirects, step=step))
     with step("contracts"):
         check_contracts(spark, settings, rules, records=res.records.count())
@@ -587,7 +859,7 @@ def rebuild(spark: SparkSession, settings: Settings, run_date: dt.date, dry_run:
     report = {"run_date": str(run_date), "dry_run": dry_run, **compare_maps(previous, scratch.node_map)}
     _release(scratch)
     if not dry_run:
-        report["applied"] = run(spark, settings, run_date)
+        report["applied"] = run(spark, settings, run_date, full=True)
     return report
 
 
@@ -598,6 +870,8 @@ def empty_redirects() -> pd.DataFrame:
 def _release(res: Resolved) -> None:
     for df in (res.edges, res.records, res.node_one_ids, *res.combos.values()):
         df.unpersist()
+    if res.combo_ids is not None:
+        res.combo_ids.unpersist()
 
 
 def main(argv: list[str] | None = None) -> int:

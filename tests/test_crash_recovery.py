@@ -49,6 +49,8 @@ VOLATILE_COLUMNS = {
 }
 VOLATILE_BY_TABLE = {
     "pii_values": {"first_seen_at"},  # the ingest clock when a value was first stored (insert-only MERGE)
+    # Delta versions the identity run saw: a killed and repaired run made more commits than an uninterrupted one
+    "identity_state": {"silver_version", "checked_versions"},
 }
 
 # (stage, fault point): the kill lands inside the stage, between or during its writes.

@@ -1,0 +1,172 @@
+"""Incremental identity runs as pure DataFrame transforms: update the graph for the records that changed.
+
+A full resolution reduces all silver to records (`edges.record_keys`) and their distinct identifier
+combinations (`edges.identifier_combos`) and derives nodes and edges from them. Those two frames are the state a
+daily run starts from (tables `identity_record_state`, `identity_combo_state`). A daily run then reads only the
+silver rows of the *touched* records (changed since the last run, or newly inside the run's date window) and:
+
+1. replaces the touched records in the record state (a record whose rows are gone leaves it);
+2. finds the *affected* nodes: every identifier of a touched record's combinations, before and after;
+3. recomputes those nodes and every edge touching them from all records that carry an affected node
+   (`graph_from_combos` on that subset), and keeps every other node and edge as persisted.
+
+Step 3 is exact, not an approximation: a node's aggregates (first/last seen, anchor, record count) are over the
+records that carry it, and an edge's over the records that carry both ends, so all of them are in the subset
+whenever one end is affected; a node or edge with no affected identifier has no touched record. Min and max
+need no "undo": the affected nodes are recomputed from their records, not patched. The busy-identifier guard
+(`max_records_per_day`) keeps the (node, source, day) counts above the limit; the days a change touches are
+counted again from silver (`update_busy_days`).
+
+    >>> nodes, edges = update_graph(records, combos, combo_ids, touched_keys, nodes_before, edges_before, rules)
+    ...                                                                                   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from functools import reduce
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from cdp.identity.config import IdentityRules
+
+RECORD_KEY = ("source", "source_record_id")
+RECORD_STATE_COLUMNS = ("source", "source_record_id", "ckeys", "seen_first", "seen_last", "anchor_at")
+COMBO_STATE_COLUMNS = ("source", "ck1", "ck2", "combo_json")
+BUSY_DAY_COLUMNS = ("node_key", "id_type", "source", "day", "records")
+
+
+# --- state <-> frames -----------------------------------------------------------------------------------------
+def combos_to_state(combos: dict[str, DataFrame]) -> DataFrame:
+    """One table for the combinations of every source: the `combo` struct (its columns differ per source) as
+    JSON text (null fields omitted; read back with `combos_from_state`)."""
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a.unionByName(b),
+                  [c.select("source", "ck1", "ck2", F.to_json("combo").alias("combo_json")) for c in combos.values()])
+
+
+def combos_from_state(state: DataFrame, schemas: dict) -> dict[str, DataFrame]:
+    """Per source (of `schemas`: source -> combo struct type, `edges.combo_schema`): source, ck1, ck2, combo."""
+    from pyspark.sql import functions as F
+
+    return {name: state.where(F.col("source") == name)
+            .select("source", "ck1", "ck2", F.from_json("combo_json", schema).alias("combo"))
+            for name, schema in schemas.items()}
+
+
+def nodes_from_table(identity_nodes: DataFrame, rules: IdentityRules) -> DataFrame:
+    """The graph columns of persisted `identity_nodes` rows (the columns of `edges.build_nodes`)."""
+    from pyspark.sql import functions as F
+
+    priority = F.create_map(*[x for t in rules.identifier_types for x in (F.lit(t.name), F.lit(rules.priority(t.name)))])
+    return identity_nodes.select("node_key", "id_type", priority[F.col("id_type")].cast("int").alias("id_priority"),
+                                 "scope", "display", "first_seen_at", "last_seen_at", "anchor_at", "record_count")
+
+
+def edges_from_table(identity_edges: DataFrame) -> DataFrame:
+    """The link-rule edges (EDGE_COLUMNS) of persisted `identity_edges` rows (steward always-links are added
+    again by every run from the overrides table)."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import EDGE_COLUMNS
+
+    return identity_edges.where(F.col("rule") != "override_always_link").select(*EDGE_COLUMNS)
+
+
+# --- the update -----------------------------------------------------------------------------------------------
+def record_combo_keys(records: DataFrame) -> DataFrame:
+    """source, source_record_id, ck1, ck2: one row per (record, combination)."""
+    from pyspark.sql import functions as F
+
+    return (records.select(*RECORD_KEY, F.explode("ckeys").alias("_k"))
+            .select(*RECORD_KEY, F.col("_k.ck1").alias("ck1"), F.col("_k.ck2").alias("ck2")))
+
+
+def records_carrying(records: DataFrame, combo_ids: DataFrame, node_keys: DataFrame,
+                     keep: list[str] | tuple[str, ...] = ()) -> DataFrame:
+    """source, source_record_id (and the `keep` columns) of every record with a combination that holds one of
+    `node_keys`, in one pass over `records`."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import COMBO_KEY
+
+    hit = (combo_ids.join(F.broadcast(node_keys.select("node_key").distinct()), "node_key")
+           .select(*COMBO_KEY).distinct().localCheckpoint())
+    exploded = (records.select(*RECORD_KEY, *keep, F.explode("ckeys").alias("_k"))
+                .select(*RECORD_KEY, *keep, F.col("_k.ck1").alias("ck1"), F.col("_k.ck2").alias("ck2")))
+    return (exploded.join(F.broadcast(hit), list(COMBO_KEY), "left_semi").select(*RECORD_KEY, *keep)
+            .dropDuplicates(list(RECORD_KEY)))
+
+
+def replace_records(before: DataFrame, touched: DataFrame, touched_now: DataFrame) -> DataFrame:
+    """The record state after a run: `before` without the touched records, plus their current form
+    (`touched_now`; a touched record with no silver row left is not in it and leaves the state)."""
+    from pyspark.sql import functions as F
+
+    return (before.join(F.broadcast(touched.select(*RECORD_KEY)), list(RECORD_KEY), "left_anti")
+            .unionByName(touched_now.select(*RECORD_STATE_COLUMNS)))
+
+
+def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, touched_keys: DataFrame,
+                 nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
+                 materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Nodes and edges after replacing the touched records, and the affected node keys.
+
+    records: the record state after the replacement (`replace_records`); combos: per source, every combination
+    (source, ck1, ck2, combo); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
+    touched_keys: COMBO_KEY of the touched records' combinations before and after; nodes_before / edges_before:
+    the persisted graph (`nodes_from_table`, `edges_from_table`).
+    """
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import COMBO_KEY, graph_from_combos
+
+    affected = materialise(combo_ids.join(F.broadcast(touched_keys.select(*COMBO_KEY).distinct()), list(COMBO_KEY))
+                           .select("node_key").distinct())
+    subset = materialise(records_carrying(records, combo_ids, affected,
+                                          keep=[c for c in records.columns if c not in RECORD_KEY]))
+    # only the combinations of the subset are read (and their JSON parsed)
+    keys = F.broadcast(materialise(record_combo_keys(subset).select(*COMBO_KEY).distinct()))
+    used = {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()}
+    nodes_new, edges_new = graph_from_combos(subset, used, rules, materialise=materialise)
+    hit = F.broadcast(affected)
+    nodes = (nodes_before.join(hit, "node_key", "left_anti")
+             .unionByName(nodes_new.join(hit, "node_key", "left_semi")))
+    a_src = F.broadcast(affected.select(F.col("node_key").alias("src_key"), F.lit(True).alias("_a_src")))
+    a_dst = F.broadcast(affected.select(F.col("node_key").alias("dst_key"), F.lit(True).alias("_a_dst")))
+    kept = (edges_before.join(a_src, "src_key", "left_anti").join(a_dst, "dst_key", "left_anti"))
+    redone = (edges_new.join(a_src, "src_key", "left").join(a_dst, "dst_key", "left")
+              .where(F.col("_a_src").isNotNull() | F.col("_a_dst").isNotNull())
+              .select(*kept.columns))
+    return nodes, kept.unionByName(redone), affected
+
+
+# --- busy identifiers -----------------------------------------------------------------------------------------
+def over_limit_days(daily: DataFrame, rules: IdentityRules) -> DataFrame:
+    """The (node, source, day) counts above the type's `max_records_per_day` (BUSY_DAY_COLUMNS)."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.guardrails import busy_limits
+
+    limits = busy_limits(rules)
+    if not limits:
+        return daily.where(F.lit(False)).select(*BUSY_DAY_COLUMNS)
+    limit = F.create_map(*[x for k, v in limits.items() for x in (F.lit(k), F.lit(v))])
+    return daily.where(F.col("records") > limit[F.col("id_type")]).select(*BUSY_DAY_COLUMNS)
+
+
+def update_busy_days(before: DataFrame, recounted: DataFrame, touched_days: DataFrame, rules: IdentityRules) -> DataFrame:
+    """Busy days after a run: the persisted ones outside the touched (source, day) pairs, plus the recount of
+    those pairs (`recounted`: `edges.daily_record_counts` over the silver rows of the touched days)."""
+    from pyspark.sql import functions as F
+
+    days = F.broadcast(touched_days.select(F.col("source").alias("_s"), F.col("day").alias("_d")).distinct())
+
+    def on(df: DataFrame):   # null-safe: rows without a time count on a null day
+        return (df["source"] == days["_s"]) & df["day"].eqNullSafe(days["_d"])
+
+    before = before.select(*BUSY_DAY_COLUMNS)
+    recounted = over_limit_days(recounted, rules)
+    return (before.join(days, on(before), "left_anti")
+            .unionByName(recounted.join(days, on(recounted), "left_semi")))
