@@ -1,6 +1,6 @@
 """The identity stage's own state, and the plan of an incremental run: what changed in silver since the last one.
 
-After every run the stage persists (docs/identity.md "Incremental runs"):
+After every run the stage persists (docs/identity.md §5, "Daily runs and full rebuilds"):
 - `identity_record_state`: one row per source record: its identifier-combination keys and times;
 - `identity_combo_state`: one row per distinct identifier combination (its columns as JSON);
 - `identity_combo_nodes`: one row per (combination, identifier): which combinations hold an identifier;
