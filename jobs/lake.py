@@ -135,6 +135,23 @@ def merge_table(spark: SparkSession, df: DataFrame, settings: Settings, name: st
         merge.whenNotMatchedInsertAll().execute()
 
 
+def sync_rows(spark: SparkSession, df: DataFrame, settings: Settings, name: str, keys: Sequence[str],
+              columns: Sequence[str], delete_column: str = "_delete") -> None:
+    """Apply row changes to an existing table in one MERGE on `keys`: rows of `df` flagged `delete_column` delete
+    their match; the others update `columns` of their match or are inserted. Running it twice equals once."""
+    from delta.tables import DeltaTable
+
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    values = {c: f"s.`{c}`" for c in columns}
+    with _fault_point(spark, name):
+        (DeltaTable.forPath(spark, settings.table_path(name)).alias("t")
+         .merge(df.alias("s"), condition)
+         .whenMatchedDelete(condition=f"s.`{delete_column}`")
+         .whenMatchedUpdate(set=values)
+         .whenNotMatchedInsert(condition=f"NOT s.`{delete_column}`", values=values)
+         .execute())
+
+
 def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:
     """Register existing tables as temporary views named by their logical name, for Spark SQL by name."""
     registered = []

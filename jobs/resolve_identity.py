@@ -625,13 +625,12 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
                                   res: Resolved, step: StepHook):
     """Incremental run: the record map and silver one_id of the records that may have changed only: the touched
     records and those carrying a node whose One-ID changed. Records whose rows are all gone leave the map."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import COMBO_KEY, combo_best_nodes
     from cdp.identity.incremental import RECORD_KEY, record_combo_keys, records_carrying
     from cdp.identity.persist import record_one_ids
-    from cdp.lake import read_table, table_exists
+    from cdp.lake import read_table, sync_rows, table_exists
 
     key = list(RECORD_KEY)
     with step("record map"):
@@ -661,13 +660,7 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
         updates = (rows.where("_changed").select(*key, "one_id", F.lit(False).alias("_delete"))
                    .unionByName(gone.select(*key, F.lit(None).cast("string").alias("one_id"), F.lit(True).alias("_delete")))
                    .withColumn("run_date", F.lit(run_date)))
-        (DeltaTable.forPath(spark, settings.table_path("identity_record_map")).alias("t")
-         .merge(updates.alias("s"), "t.source = s.source AND t.source_record_id = s.source_record_id")
-         .whenMatchedDelete(condition="s._delete")
-         .whenMatchedUpdate(set={"one_id": "s.one_id", "run_date": "s.run_date"})
-         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in ("source", "source_record_id",
-                                                                                       "one_id", "run_date")})
-         .execute())
+        sync_rows(spark, updates, settings, "identity_record_map", key, [*key, "one_id", "run_date"])
         per_source = {r.source: r for r in read_table(spark, settings, "identity_record_map").groupBy("source").agg(
             F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).collect()}
     with step("silver one_id"):
@@ -686,13 +679,12 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
 
 def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityRules, res: Resolved) -> None:
     """identity_record_state, identity_combo_state, identity_busy_days (cdp.identity_state)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import COMBO_KEY, combo_identifiers
     from cdp.identity.incremental import RECORD_KEY, RECORD_STATE_COLUMNS, combos_to_state
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, DELETION_VECTORS, RECORD_STATE, enable_properties
-    from cdp.lake import append_table, overwrite_table
+    from cdp.lake import append_table, overwrite_table, sync_rows
 
     if res.increment is None:
         overwrite_table(res.records.select(*RECORD_STATE_COLUMNS), settings, RECORD_STATE)
@@ -706,13 +698,7 @@ def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityR
         gone = res.increment.touched.join(res.touched_now, key, "left_anti")
         updates = (res.touched_now.withColumn("_delete", F.lit(False))
                    .unionByName(gone.select(*key, F.lit(True).alias("_delete")), allowMissingColumns=True))
-        cols = {c: f"s.{c}" for c in RECORD_STATE_COLUMNS}
-        (DeltaTable.forPath(spark, settings.table_path(RECORD_STATE)).alias("t")
-         .merge(updates.alias("s"), "t.source = s.source AND t.source_record_id = s.source_record_id")
-         .whenMatchedDelete(condition="s._delete")
-         .whenMatchedUpdate(set=cols)
-         .whenNotMatchedInsert(condition="NOT s._delete", values=cols)
-         .execute())
+        sync_rows(spark, updates, settings, RECORD_STATE, key, RECORD_STATE_COLUMNS)
         if res.new_combos is not None:
             append_table(res.new_combos, settings, COMBO_STATE)
             append_table(res.new_combo_nodes, settings, COMBO_NODES)
