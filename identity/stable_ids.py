@@ -29,8 +29,8 @@ the persisted node table and stamping new nodes with the run's time. Two cases g
 ids stable, and are documented as such: when an anchor is erased the component keeps its id (a rebuild would
 name it after the new anchor), and late data that predates an existing anchor makes a new id (rule 2).
 
-The hashing of new anchors is the only per-row Python step (hashlib over the new components' anchors); all
-grouping is pandas sort/merge/groupby.
+The hashing of new anchors is the only per-row Python step (hashlib over the new components' anchors); the
+strings are hashed once by Arrow and all grouping is integer numpy (np.unique, bincount).
 
     >>> import pandas as pd, datetime as dt
     >>> nodes = pd.DataFrame({"node_key": ["mobile:h1", "card:main:h2"], "label": [0, 0],
@@ -74,46 +74,73 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     previous: node_key, one_id: the persisted map (may be empty).
     redirects: optional, columns old_one_id (and current_one_id): retired ids; only used to name re-activations.
     Returns (node_map: node_key, one_id in the order of `nodes`; events: EVENT_COLUMNS, sorted).
+
+    The strings are hashed once (Arrow, in C++): node keys to positions in `previous`, One-IDs to integer codes.
+    Everything after that is integer numpy (2.75 M nodes at 1M customers: a few seconds instead of the ~25 s
+    pandas merges and group-bys on strings took).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     _validate(nodes, previous)
-    frame = nodes[["node_key", "first_seen_at", "label"]].merge(
-        previous[["node_key", "one_id"]].rename(columns={"one_id": "prev_id"}), on="node_key", how="left")
-    # 1. anchors: in (first_seen_at, node_key) order the first row of a label / of a previous id is its anchor
-    ordered = frame.iloc[_anchor_order(frame)]
-    comp = (ordered.drop_duplicates("label")[["label", "node_key", "prev_id"]]
-            .rename(columns={"node_key": "anchor_key", "prev_id": "anchor_prev_id"}))
-    carried = ordered[ordered["prev_id"].notna()]
-    prev_anchor = (carried.drop_duplicates("prev_id")[["prev_id", "node_key", "label"]]
-                   .rename(columns={"node_key": "prev_anchor_key", "label": "home_label"}))
+    n = len(nodes)
+    node_keys = pa.array(nodes["node_key"].astype(object), type=pa.string())
+    prev_keys = pa.array(previous["node_key"].astype(object), type=pa.string())
+    for name, keys in (("nodes", node_keys), ("previous", prev_keys)):
+        duplicates = len(keys) - pc.count_distinct(keys).as_py()
+        if duplicates:
+            raise StableIdInputError(f"{name}.node_key must be unique: {duplicates} duplicates (deduplicate nodes "
+                                     "before assigning ids)")
+    # one_id codes: 0..len(ids)-1 for the previous ids, -1 for none; new ids are appended below
+    prev_codes, ids = pd.factorize(previous["one_id"].astype(object), use_na_sentinel=True)
+    ids = list(ids)
+    row = pc.fill_null(pc.index_in(node_keys, value_set=prev_keys), -1).to_numpy().astype(np.int64)
+    prev_code = np.full(n, -1, dtype=np.int64)
+    prev_code[row >= 0] = prev_codes[row[row >= 0]]
+    labels, label_ix = np.unique(nodes["label"].to_numpy(dtype=np.int64), return_inverse=True)
+    label_ix = label_ix.astype(np.int64)
+
+    # 1. anchors: in (first_seen_at, node_key) order the first node of a label / of a previous id is its anchor
+    order = _anchor_order(nodes)
+    _, first = np.unique(label_ix[order], return_index=True)
+    anchor = order[first]                                   # per component (label_ix): its anchor node row
+    home = np.full(len(ids), -1, dtype=np.int64)            # per previous id: the node row of its anchor
+    carried_order = order[prev_code[order] >= 0]
+    codes_seen, first_carried = np.unique(prev_code[carried_order], return_index=True)
+    home[codes_seen] = carried_order[first_carried]
 
     # 2. keep a previous id when the component's anchor is that id's anchor; else the anchor-derived id
-    comp = comp.merge(prev_anchor, left_on="anchor_prev_id", right_on="prev_id", how="left")
-    keeps = comp["prev_anchor_key"].eq(comp["anchor_key"]).to_numpy()
-    one_id = comp["anchor_prev_id"].where(keeps).astype(object).to_numpy()
-    taken = set(previous["one_id"].dropna().tolist())
-    one_id[~keeps] = _new_ids(comp["anchor_key"].to_numpy()[~keeps], taken)
-    comp = pd.DataFrame({"label": comp["label"].to_numpy(), "one_id": one_id, "is_new": ~keeps})
+    anchor_code = prev_code[anchor]
+    keeps = anchor_code >= 0
+    keeps[keeps] = home[anchor_code[keeps]] == anchor[keeps]
+    comp_code = np.where(keeps, anchor_code, -1)
+    fresh = np.flatnonzero(~keeps)
+    anchor_keys = nodes["node_key"].to_numpy(dtype=object)[anchor[fresh]]
+    new_ids = _new_ids(anchor_keys, set(ids))
+    comp_code[fresh] = len(ids) + np.arange(len(fresh))
+    ids.extend(new_ids.tolist())
+    ids_arr = np.array(ids, dtype=object)
+    code = comp_code[label_ix]                              # per node: its One-ID's code
 
-    frame = frame.merge(comp, on="label", how="left")
-    node_map = frame[["node_key", "one_id"]].reset_index(drop=True)
-    events = _events(frame, comp, prev_anchor, run_at, redirects)
-    retired = _retire_events(previous, frame, run_at)
+    node_map = pd.DataFrame({"node_key": nodes["node_key"].to_numpy(dtype=object), "one_id": ids_arr[code]})
+    events = _events(ids_arr, code, prev_code, label_ix, home, comp_code, fresh, run_at, redirects)
+    retired = _retire_events(ids_arr, prev_codes, prev_code, run_at)
     if len(retired):
         events = (pd.concat([events, retired], ignore_index=True) if len(events) else retired)
         events = events.sort_values(["event_type", "one_id", "related_one_id"], kind="mergesort",
                                     ignore_index=True, na_position="first")
-    log.info("assigned %d one_ids to %d nodes: %s", len(comp), len(frame),
+    log.info("assigned %d one_ids to %d nodes: %s", len(comp_code), n,
              events["event_type"].value_counts().to_dict() if len(events) else {})
     return node_map, events
 
 
-def _anchor_order(frame: pd.DataFrame) -> np.ndarray:
+def _anchor_order(nodes: pd.DataFrame) -> np.ndarray:
     """Row order by (first_seen_at, node_key), sorted by Arrow in C++ (pandas sorts object strings in Python)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = pa.table({"first_seen_at": pa.array(frame["first_seen_at"]),
-                      "node_key": pa.array(frame["node_key"].astype(object), type=pa.string())})
+    table = pa.table({"first_seen_at": pa.array(nodes["first_seen_at"]),
+                      "node_key": pa.array(nodes["node_key"].astype(object), type=pa.string())})
     return pc.sort_indices(table, sort_keys=[("first_seen_at", "ascending"), ("node_key", "ascending")]).to_numpy()
 
 
@@ -122,7 +149,7 @@ def _new_ids(anchor_keys: np.ndarray, taken: set[str]) -> np.ndarray:
     ids = np.array([one_id_for(k) for k in anchor_keys.tolist()], dtype=object)
     attempt = 0
     while True:
-        seen = pd.Series(ids)
+        seen = pd.Series(ids, dtype=object)
         clash = seen.isin(taken).to_numpy() | seen.duplicated(keep="first").to_numpy()
         if not clash.any():
             return ids
@@ -131,45 +158,51 @@ def _new_ids(anchor_keys: np.ndarray, taken: set[str]) -> np.ndarray:
         ids[clash] = [one_id_for(f"{k}#{attempt}") for k in anchor_keys[clash].tolist()]
 
 
-def _events(frame: pd.DataFrame, comp: pd.DataFrame, prev_anchor: pd.DataFrame, run_at: dt.datetime,
-            redirects: pd.DataFrame | None) -> pd.DataFrame:
-    carried = frame[frame["prev_id"].notna()]
-    moved = carried[carried["prev_id"] != carried["one_id"]]
-    moved = moved.merge(prev_anchor[["prev_id", "home_label"]], on="prev_id", how="left")
-    at_home = moved["label"] == moved["home_label"]
+def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (a, b) pairs of non-negative integer codes with their counts."""
+    if not len(a):
+        empty = np.array([], dtype=np.int64)
+        return empty, empty, empty
+    width = int(max(a.max(), b.max())) + 1
+    pairs, counts = np.unique(a * width + b, return_counts=True)
+    return pairs // width, pairs % width, counts
+
+
+def _events(ids: np.ndarray, code: np.ndarray, prev_code: np.ndarray, label_ix: np.ndarray, home: np.ndarray,
+            comp_code: np.ndarray, fresh: np.ndarray, run_at: dt.datetime, redirects: pd.DataFrame | None) -> pd.DataFrame:
+    moved = np.flatnonzero((prev_code >= 0) & (prev_code != code))
+    at_home = label_ix[moved] == label_ix[home[prev_code[moved]]]
     parts = []
 
     # merges: a previous id whose anchor's component now carries another id
-    merged = (moved[at_home].groupby(["prev_id", "one_id"], sort=True).size().reset_index(name="node_count"))
-    if len(merged):
+    m_prev, m_now, m_count = _pair_counts(prev_code[moved[at_home]], code[moved[at_home]])
+    if len(m_prev):
+        survivor = ids[m_now]
         parts.append(pd.DataFrame({
-            "one_id": merged["prev_id"], "event_type": "merge", "related_one_id": merged["one_id"],
-            "node_count": merged["node_count"],
-            "reason": "merged into " + merged["one_id"] + ": joined by new links to a profile with an older anchor"}))
+            "one_id": ids[m_prev], "event_type": "merge", "related_one_id": survivor, "node_count": m_count,
+            "reason": "merged into " + pd.Series(survivor, dtype=object) + ": joined by new links to a profile with an older anchor"}))
 
     # splits: nodes that left a previous id for a component that is not that id's home
-    split = (moved[~at_home].groupby(["one_id", "prev_id"], sort=True).size().reset_index(name="node_count"))
-    if len(split):
+    s_now, s_prev, s_count = _pair_counts(code[moved[~at_home]], prev_code[moved[~at_home]])
+    new_codes = comp_code[fresh]
+    if len(s_now):
         retired = set() if redirects is None or not len(redirects) else set(
             redirects[_redirect_old_column(redirects)].dropna().tolist())
-        new_ids = set(comp.loc[comp["is_new"], "one_id"].tolist())
-        is_new = split["one_id"].isin(new_ids)
-        reason = np.where(split["one_id"].isin(retired), "re-activated: its anchor split off from ",
-                          np.where(is_new, "split off from ", "identifiers moved here from "))
+        now_ids = pd.Series(ids[s_now], dtype=object)
+        reason = np.where(now_ids.isin(retired), "re-activated: its anchor split off from ",
+                          np.where(np.isin(s_now, new_codes), "split off from ", "identifiers moved here from "))
         parts.append(pd.DataFrame({
-            "one_id": split["one_id"], "event_type": "split", "related_one_id": split["prev_id"],
-            "node_count": split["node_count"], "reason": reason + split["prev_id"]}))
+            "one_id": now_ids, "event_type": "split", "related_one_id": ids[s_prev], "node_count": s_count,
+            "reason": pd.Series(reason, dtype=object) + pd.Series(ids[s_prev], dtype=object)}))
 
     # creates: new ids that did not come from a split
-    sizes = frame.groupby("label", sort=False).size().rename("node_count")
-    created = comp[comp["is_new"]].join(sizes, on="label")
-    if len(split):
-        created = created[~created["one_id"].isin(set(split["one_id"].tolist()))]
+    sizes = np.bincount(label_ix, minlength=len(comp_code))
+    created = fresh[~np.isin(new_codes, s_now)]
     if len(created):
-        has_merges = created["one_id"].isin(set(merged["one_id"].tolist())) if len(merged) else False
+        has_merges = np.isin(comp_code[created], m_now)
         parts.append(pd.DataFrame({
-            "one_id": created["one_id"], "event_type": "create", "related_one_id": None,
-            "node_count": created["node_count"],
+            "one_id": ids[comp_code[created]], "event_type": "create", "related_one_id": None,
+            "node_count": sizes[created],
             "reason": np.where(has_merges, "new profile: its anchor predates the profiles merged into it",
                                "new profile")}))
 
@@ -183,16 +216,21 @@ def _events(frame: pd.DataFrame, comp: pd.DataFrame, prev_anchor: pd.DataFrame, 
                                               ignore_index=True, na_position="first"))
 
 
-def _retire_events(previous: pd.DataFrame, frame: pd.DataFrame, run_at: dt.datetime) -> pd.DataFrame:
+def _retire_events(ids: np.ndarray, prev_codes: np.ndarray, prev_code: np.ndarray, run_at: dt.datetime) -> pd.DataFrame:
     """Rule 6: previous ids that no current node carries any more."""
-    still = set(frame["prev_id"].dropna().tolist())
-    gone = previous[previous["one_id"].notna() & ~previous["one_id"].isin(still)]
+    known = prev_codes[prev_codes >= 0]
+    if not len(known):
+        return _empty_events(run_at)
+    in_previous = np.bincount(known, minlength=len(ids))
+    still = np.zeros(len(ids), dtype=bool)
+    still[prev_code[prev_code >= 0]] = True
+    gone = np.flatnonzero((in_previous > 0) & ~still)
     if not len(gone):
         return _empty_events(run_at)
-    counts = gone.groupby("one_id", sort=True).size()
+    gone = gone[np.argsort(ids[gone].astype(str), kind="stable")]
     return pd.DataFrame({
-        "one_id": counts.index.astype(object), "event_type": "retire", "related_one_id": None,
-        "node_count": counts.to_numpy().astype(np.int64),
+        "one_id": ids[gone], "event_type": "retire", "related_one_id": None,
+        "node_count": in_previous[gone].astype(np.int64),
         "reason": "retired: none of its identifiers may link any more (blocked, shared or erased)",
         "event_at": pd.Timestamp(run_at)})[EVENT_COLUMNS]
 
@@ -218,9 +256,6 @@ def _validate(nodes: pd.DataFrame, previous: pd.DataFrame) -> None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise StableIdInputError(f"{name} lacks columns {missing}: expected {list(columns)}")
-        if frame["node_key"].duplicated().any():
-            raise StableIdInputError(f"{name}.node_key must be unique: {int(frame['node_key'].duplicated().sum())} "
-                                     "duplicates (deduplicate nodes before assigning ids)")
     nulls = [c for c in ("node_key", "first_seen_at", "label") if nodes[c].isna().any()]
     if nulls:
         raise StableIdInputError(f"nodes has nulls in {nulls}: every node needs a key, a first_seen_at and a label")
