@@ -6,19 +6,24 @@ daily run starts from (tables `identity_record_state`, `identity_combo_state`). 
 silver rows of the *touched* records (changed since the last run, or newly inside the run's date window) and:
 
 1. replaces the touched records in the record state (a record whose rows are gone leaves it);
-2. finds the *affected* nodes: every identifier of a touched record's combinations, before and after;
-3. recomputes those nodes and every edge touching them from all records that carry an affected node
-   (`graph_from_combos` on that subset), and keeps every other node and edge as persisted.
+2. finds the *recomputed* nodes: every identifier of the combinations, before and after, of a touched record
+   that was in the state already (re-delivered, changed or gone);
+3. recomputes those nodes and every edge touching them from all records that carry a recomputed node
+   (`graph_from_combos` on that subset);
+4. adds the new records' contribution to every other node and edge they carry: the aggregates (first/last
+   seen, anchor, record count, sample record) are mins, maxes and sums, so the persisted row combined with the
+   new records' rows equals the row over all records (`combine_nodes`, `combine_edges`). Nodes and edges no
+   touched record carries are kept as persisted.
 
-Step 3 is exact, not an approximation: a node's aggregates (first/last seen, anchor, record count) are over the
-records that carry it, and an edge's over the records that carry both ends, so all of them are in the subset
-whenever one end is affected; a node or edge with no affected identifier has no touched record. Min and max
-need no "undo": the affected nodes are recomputed from their records, not patched. The busy-identifier guard
+This is exact, not an approximation: a node's aggregates are over the records that carry it, and an edge's over
+the records that carry both ends, so all of them are in the subset whenever one end is recomputed. A changed
+record cannot be patched (its old contribution to a min or a max cannot be taken out), hence step 3; on a
+typical day nearly all touched records are new, and step 3 reads few records. The busy-identifier guard
 (`max_records_per_day`) keeps the (node, source, day) counts above the limit; the days a change touches are
 counted again from silver (`update_busy_days`).
 
-    >>> nodes, edges = update_graph(records, combos, combo_ids, touched_keys, nodes_before, edges_before, rules)
-    ...                                                                                   # doctest: +SKIP
+    >>> nodes, edges, touched = update_graph(records, combos, combo_ids, changed_keys, added, nodes_before,
+    ...                                      edges_before, rules)                         # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -108,38 +113,86 @@ def replace_records(before: DataFrame, touched: DataFrame, touched_now: DataFram
             .unionByName(touched_now.select(*RECORD_STATE_COLUMNS)))
 
 
-def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, touched_keys: DataFrame,
-                 nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
+def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, changed_keys: DataFrame,
+                 added: DataFrame, nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
                  materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Nodes and edges after replacing the touched records, and the affected node keys.
+    """Nodes and edges after replacing the touched records, and the node keys whose aggregates or links changed.
 
     records: the record state after the replacement (`replace_records`); combos: per source, every combination
     (source, ck1, ck2, combo); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
-    touched_keys: COMBO_KEY of the touched records' combinations before and after; nodes_before / edges_before:
-    the persisted graph (`nodes_from_table`, `edges_from_table`).
+    changed_keys: COMBO_KEY of the combinations, before and after, of the touched records that were in the state
+    already (re-delivered, changed or gone); added: the record-state rows of the touched records that are new;
+    nodes_before / edges_before: the persisted graph (`nodes_from_table`, `edges_from_table`).
+
+    The identifiers of changed records are recomputed from every record carrying them (a changed record's old
+    contribution cannot be taken out of a min or a max). A new record only adds to its identifiers' aggregates,
+    and every aggregate is a min, a max or a sum, so the others are the persisted row combined with the new
+    records' rows (`combine_nodes`, `combine_edges`), without reading the records that carry them already.
     """
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import COMBO_KEY, graph_from_combos
 
-    affected = materialise(combo_ids.join(F.broadcast(touched_keys.select(*COMBO_KEY).distinct()), list(COMBO_KEY))
-                           .select("node_key").distinct())
-    subset = materialise(records_carrying(records, combo_ids, affected,
-                                          keep=[c for c in records.columns if c not in RECORD_KEY]))
-    # only the combinations of the subset are read (and their JSON parsed)
-    keys = F.broadcast(materialise(record_combo_keys(subset).select(*COMBO_KEY).distinct()))
-    used = {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()}
-    nodes_new, edges_new = graph_from_combos(subset, used, rules, materialise=materialise)
-    hit = F.broadcast(affected)
-    nodes = (nodes_before.join(hit, "node_key", "left_anti")
-             .unionByName(nodes_new.join(hit, "node_key", "left_semi")))
-    a_src = F.broadcast(affected.select(F.col("node_key").alias("src_key"), F.lit(True).alias("_a_src")))
-    a_dst = F.broadcast(affected.select(F.col("node_key").alias("dst_key"), F.lit(True).alias("_a_dst")))
-    kept = (edges_before.join(a_src, "src_key", "left_anti").join(a_dst, "dst_key", "left_anti"))
-    redone = (edges_new.join(a_src, "src_key", "left").join(a_dst, "dst_key", "left")
-              .where(F.col("_a_src").isNotNull() | F.col("_a_dst").isNotNull())
-              .select(*kept.columns))
-    return nodes, kept.unionByName(redone), affected
+    def graph_of(subset: DataFrame) -> tuple[DataFrame, DataFrame]:
+        # only the combinations of the subset are read (and their JSON parsed)
+        keys = F.broadcast(materialise(record_combo_keys(subset).select(*COMBO_KEY).distinct()))
+        return graph_from_combos(subset, {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()},
+                                 rules, materialise=materialise)
+
+    recomputed = materialise(combo_ids.join(F.broadcast(changed_keys.select(*COMBO_KEY).distinct()), list(COMBO_KEY))
+                             .select("node_key").distinct())
+    hit = F.broadcast(recomputed)
+    r_src = F.broadcast(recomputed.select(F.col("node_key").alias("src_key"), F.lit(True).alias("_r_src")))
+    r_dst = F.broadcast(recomputed.select(F.col("node_key").alias("dst_key"), F.lit(True).alias("_r_dst")))
+
+    def outside(edges: DataFrame) -> DataFrame:   # edges with no recomputed end
+        return edges.join(r_src, "src_key", "left_anti").join(r_dst, "dst_key", "left_anti")
+
+    nodes_add, edges_add = (materialise(df) for df in graph_of(added))
+    nodes = combine_nodes(nodes_before.join(hit, "node_key", "left_anti"), nodes_add.join(hit, "node_key", "left_anti"))
+    edges = combine_edges(outside(edges_before), outside(edges_add))
+    if not recomputed.isEmpty():
+        subset = materialise(records_carrying(records, combo_ids, recomputed,
+                                              keep=[c for c in records.columns if c not in RECORD_KEY]))
+        nodes_new, edges_new = graph_of(subset)
+        nodes = nodes.unionByName(nodes_new.join(hit, "node_key", "left_semi"))
+        redone = (edges_new.join(r_src, "src_key", "left").join(r_dst, "dst_key", "left")
+                  .where(F.col("_r_src").isNotNull() | F.col("_r_dst").isNotNull())
+                  .select(*edges_before.columns))
+        edges = edges.unionByName(redone)
+    return nodes, edges, materialise(recomputed.unionByName(nodes_add.select("node_key")).distinct())
+
+
+def combine_nodes(before: DataFrame, added: DataFrame) -> DataFrame:
+    """Node rows of the same records split in two frames, as one (full outer join: min / max / sum)."""
+    from pyspark.sql import functions as F
+
+    a = added.select(*[F.col(c).alias(f"_a_{c}") if c != "node_key" else F.col(c) for c in added.columns])
+    j = before.join(a, "node_key", "full_outer")
+    first = [F.coalesce(c, f"_a_{c}").alias(c) for c in ("id_type", "id_priority", "scope", "display")]
+    return j.select("node_key", *first,
+                    F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
+                    F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
+                    F.least("anchor_at", "_a_anchor_at").alias("anchor_at"),
+                    (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
+                    .cast("long").alias("record_count"))
+
+
+def combine_edges(before: DataFrame, added: DataFrame) -> DataFrame:
+    """Edge rows (EDGE_COLUMNS) of the same records split in two frames, as one (min / max / sum)."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import EDGE_COLUMNS
+
+    key = ["src_key", "dst_key", "rule"]
+    a = added.select(*[F.col(c).alias(f"_a_{c}") if c not in key else F.col(c) for c in added.columns])
+    j = before.join(a, key, "full_outer")
+    return j.select(*key, F.coalesce("source", "_a_source").alias("source"), F.coalesce("rank", "_a_rank").alias("rank"),
+                    F.least("sample_record_id", "_a_sample_record_id").alias("sample_record_id"),
+                    F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
+                    F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
+                    (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
+                    .cast("long").alias("record_count")).select(*EDGE_COLUMNS)
 
 
 # --- busy identifiers -----------------------------------------------------------------------------------------

@@ -40,10 +40,14 @@ BUSY_DAYS = "identity_busy_days"
 # the identity-state row is deleted first by erasure: a lake without it takes the full pass
 STATE_TABLES = (STATE_TABLE, RECORD_STATE, COMBO_STATE, COMBO_NODES, BUSY_DAYS)
 # tables the stage writes whose version the next run checks: a run killed after writing one of them leaves the
-# next run a full pass. (identity_edges and identity_rejections, written first, need no check: an increment
-# recomputes every edge and verdict a killed run may have changed, since it re-reads all changes since the
-# state's versions, and keeps the others, which such a run only copied.)
+# next run a full pass. (identity_rejections, written first, needs no check: an increment judges again every
+# identifier a killed run may have judged differently, since it re-reads all changes since the state's versions,
+# and keeps the other verdicts, which such a run only copied. identity_edges: see READ_AT_VERSION.)
 CHECKED_TABLES = ("identity_record_map", RECORD_STATE, COMBO_STATE, COMBO_NODES, BUSY_DAYS, "identity_nodes")
+# tables an increment reads at the version the last run left, whatever came after: it adds the day's rows to
+# theirs (identity_edges: min / max / sum with the new records' links), so a run killed after writing one must
+# not be built on. Their version is kept with the checked ones; the next run reads that version (time travel).
+READ_AT_VERSION = ("identity_edges",)
 STATE_SCHEMA = ("source string, silver_version long, run_date date, rules_fingerprint string, "
                 "overrides_version long, checked_versions map<string, long>")
 # silver commits an incremental run can read through the change data feed (ingestion appends and MERGEs;
@@ -62,6 +66,8 @@ class Increment:
     # touched records with a changed row landed on or before the last run date (re-delivered, late): with the
     # records already in the state, their source's silver is read whole; otherwise only rows after that date
     old_rows: DataFrame
+    # READ_AT_VERSION table -> the version the last run left (read with time travel)
+    read_versions: dict[str, int]
 
 
 def rules_fingerprint(settings: Settings) -> str:
@@ -117,8 +123,16 @@ def plan_increment(spark: SparkSession, settings: Settings, rules: IdentityRules
     if head.overrides_version != _version(spark, settings, "identity_overrides"):
         return None, "steward overrides changed since the last run"
     for name, version in (head.checked_versions or {}).items():
-        if _version(spark, settings, name) != version:
+        if name not in READ_AT_VERSION and _version(spark, settings, name) != version:
             return None, f"{name} changed since the last run (an interrupted run or another job)"
+    read_versions = {}
+    for name in READ_AT_VERSION:
+        version = (head.checked_versions or {}).get(name)
+        if version is None:
+            return None, f"the identity state does not record the version of {name} (written by an older release)"
+        if _version(spark, settings, name) != version and not _readable(spark, settings, name, version):
+            return None, f"{name} changed since the last run and the version it left can no longer be read"
+        read_versions[name] = version
     recorded = {r.source: r.silver_version for r in rows}
     if set(recorded) != set(silver):
         return None, "the set of silver source tables changed"
@@ -159,7 +173,20 @@ def plan_increment(spark: SparkSession, settings: Settings, rules: IdentityRules
         changed = spark.createDataFrame([], "source string, source_record_id string, day date, _old boolean")
     old = changed.where(F.coalesce("_old", F.lit(True))).select("source", "source_record_id").distinct()
     return Increment(head.run_date, changed.select("source", "source_record_id").distinct(),
-                     changed.select("source", "day").distinct(), versions, old), "incremental"
+                     changed.select("source", "day").distinct(), versions, old, read_versions), "incremental"
+
+
+def _readable(spark: SparkSession, settings: Settings, name: str, version: int) -> bool:
+    """Whether every data file of `name` at `version` is still there (VACUUM removes old versions' files)."""
+    from cdp.lake import read_table
+
+    try:
+        files = read_table(spark, settings, name, version=version).inputFiles()
+    except Exception:   # the version's log entries are gone
+        return False
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    paths = [jvm.org.apache.hadoop.fs.Path(f) for f in files]
+    return all(p.getFileSystem(conf).exists(p) for p in paths)
 
 
 def write_state(spark: SparkSession, settings: Settings, rules: IdentityRules, run_date: dt.date,
@@ -168,7 +195,7 @@ def write_state(spark: SparkSession, settings: Settings, rules: IdentityRules, r
     depended on. Written after every other identity table."""
     from cdp.lake import overwrite_table
 
-    checked = {name: _version(spark, settings, name) for name in CHECKED_TABLES}
+    checked = {name: _version(spark, settings, name) for name in (*CHECKED_TABLES, *READ_AT_VERSION)}
     fingerprint, overrides = rules_fingerprint(settings), _version(spark, settings, "identity_overrides")
     rows = [(name, _version(spark, settings, rules.sources[name].table), run_date, fingerprint, overrides, checked)
             for name in sources]

@@ -86,6 +86,7 @@ class Resolved:
     combo_ids: DataFrame | None = None      # identifiers of every combination (incremental runs)
     increment: Any = None                   # identity_state.Increment of an incremental run, None: full pass
     touched_now: DataFrame | None = None    # current record-state rows of the touched records (incremental)
+    touched_before: DataFrame | None = None  # persisted record-state rows of the touched records (incremental)
     new_combos: DataFrame | None = None     # combinations not in the persisted state yet, as state rows
     new_combo_nodes: DataFrame | None = None  # their identifiers (source, ck1, ck2, node_key)
     changed_nodes: pd.Series | None = None  # node keys whose one_id differs from the previous map
@@ -262,20 +263,24 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
                                  "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
                                  "label": comps.labels})
+        # rows of `previous` by node (and back): hashed once by Arrow, not by pandas merges on strings
+        in_previous = _positions(nodes_pd["node_key"], previous["node_key"])
         if len(previous) and "anchor_at" in previous:
-            kept = nodes_pd[["node_key"]].merge(previous[["node_key", "anchor_at"]], on="node_key", how="left")["anchor_at"]
-            kept = pd.to_datetime(kept).to_numpy()
+            kept = pd.to_datetime(previous["anchor_at"]).to_numpy()[np.maximum(in_previous, 0)]
+            kept[in_previous < 0] = np.datetime64("NaT")
             nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
                 pd.isna(kept) | (nodes_pd["first_seen_at"].to_numpy() <= kept), kept)
         run_at = dt.datetime.combine(run_date, dt.time())
         node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
         node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
-        both = previous[["node_key", "one_id"]].merge(node_map[["node_key", "one_id"]], on="node_key", how="outer",
-                                                      suffixes=("_before", "_now"))
         # persisted nodes whose One-ID moved (merged, split, blocked, gone): their records need a new look; a
         # node that is new this run comes with a touched record
-        differs = both["one_id_before"].notna() & (both["one_id_before"] != both["one_id_now"].fillna(""))
-        changed_nodes = both.loc[differs, "node_key"].reset_index(drop=True)
+        now_row = _positions(previous["node_key"], node_map["node_key"])
+        now_id = np.where(now_row >= 0, node_map["one_id"].to_numpy(dtype=object)[np.maximum(now_row, 0)], "") \
+            if len(node_map) else np.full(len(previous), "", dtype=object)
+        before = previous["one_id"].to_numpy(dtype=object)
+        differs = pd.notna(before) & (before != now_id)
+        changed_nodes = previous["node_key"][differs].reset_index(drop=True)
 
     with step("output frames"):
         # identity_nodes rows; the map goes back to Spark keyed by the integer node_uid
@@ -436,8 +441,13 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         records = replace_records(state_records, touched, touched_now)
         persisted = combos_from_state(read_table(spark, settings, COMBO_STATE),
                                       {name: combo_schema(df, name, rules) for name, df in silver.items()})
-        fresh = {name: df.join(persisted[name], list(COMBO_KEY), "left_anti").localCheckpoint()
-                 for name, df in identifier_combos(current, rules).items()}
+        fresh = {}
+        for name, df in identifier_combos(current, rules).items():
+            # the day's few combinations meet the persisted ones as a broadcast (the persisted side, millions of
+            # rows, is streamed once instead of shuffled for an anti-join)
+            df = df.localCheckpoint()
+            known = persisted[name].select(*COMBO_KEY).join(F.broadcast(df.select(*COMBO_KEY)), list(COMBO_KEY))
+            fresh[name] = df.join(F.broadcast(known), list(COMBO_KEY), "left_anti").localCheckpoint()
         combos = {name: persisted[name].unionByName(fresh[name]) if name in fresh else persisted[name]
                   for name in persisted}
         fresh_ids = reduce(lambda a, b: a.unionByName(b),
@@ -445,10 +455,16 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                             for name, c in fresh.items()]).localCheckpoint()
         combo_ids = read_table(spark, settings, COMBO_NODES).unionByName(fresh_ids)
     with step("observations, nodes, edges"):
-        touched_keys = record_combo_keys(touched_before.unionByName(touched_now)).select(*COMBO_KEY)
-        nodes, edges, affected = update_graph(records, combos, combo_ids, touched_keys,
+        # touched records that were in the state already are recomputed; new ones only add to the graph
+        existed = F.broadcast(touched_before.select("source", "source_record_id"))
+        again = touched_now.join(existed, ["source", "source_record_id"], "left_semi")
+        changed_keys = record_combo_keys(touched_before.unionByName(again)).select(*COMBO_KEY)
+        added = touched_now.join(existed, ["source", "source_record_id"], "left_anti")
+        nodes, edges, affected = update_graph(records, combos, combo_ids, changed_keys, added,
                                        nodes_from_table(read_table(spark, settings, "identity_nodes"), rules),
-                                       edges_from_table(read_table(spark, settings, "identity_edges")), rules,
+                                       edges_from_table(read_table(spark, settings, "identity_edges",
+                                                                   version=increment.read_versions["identity_edges"])),
+                                       rules,
                                        materialise=_checkpoint)
         nodes, edges = nodes.localCheckpoint(), edges.localCheckpoint()
     with step("busy days"):
@@ -470,7 +486,8 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                                      rules).localCheckpoint()
     new_combos = reduce(lambda a, b: a.unionByName(b), [combos_to_state({n: c}) for n, c in fresh.items()]) if fresh else None
     return records, combos, nodes, edges, busy_days, {
-        "combo_ids": combo_ids, "touched_now": touched_now, "new_combos": new_combos, "affected": affected,
+        "combo_ids": combo_ids, "touched_now": touched_now, "touched_before": touched_before,
+        "new_combos": new_combos, "affected": affected,
         "new_combo_nodes": fresh_ids}
 
 
@@ -486,6 +503,16 @@ class _UidIndex:
         if len(values) and (pos.max(initial=0) >= len(self.sorted) or not np.array_equal(self.sorted[pos], values)):
             raise CdpError("internal: an edge end has no integer node id")
         return self.order[pos].astype(np.int64)
+
+
+def _positions(keys: pd.Series, within: pd.Series) -> np.ndarray:
+    """For each of `keys` its row in `within` (unique keys), -1 when absent (Arrow hashes in C++)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.index_in(pa.array(keys.astype(object), type=pa.string()),
+                        value_set=pa.array(within.astype(object), type=pa.string()))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
 def _key_order(keys: pd.Series) -> np.ndarray:
@@ -510,18 +537,22 @@ def _history_frame(spark: SparkSession, events: pd.DataFrame, run_date: dt.date)
     return spark.createDataFrame(ev[cols + ["run_date"]].astype({"related_one_id": object}), schema)
 
 
-def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, record_map: DataFrame) -> None:
+def fill_silver_one_id(spark: SparkSession, settings: Settings, table: str, source: str, record_map: DataFrame,
+                       target_only: str | None = None) -> None:
     """MERGE records' one_id into one silver record table: every row of a record gets the record's one_id.
 
     `record_map` (source, source_record_id, one_id) may hold only the records whose silver rows need the value
-    (the stage passes those); rows already carrying the value are not rewritten either way.
+    (the stage passes those); rows already carrying the value are not rewritten either way. target_only: a
+    condition on the table's rows (alias `t`) that every row of those records meets, such as `t.dt > DATE'...'`
+    for records that all landed after a date: Delta then reads and rewrites only the files that can match.
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     updates = record_map.where(F.col("source") == source).select("source_record_id", "one_id")
+    on = "t.source_record_id = s.source_record_id" + (f" AND ({target_only})" if target_only else "")
     (DeltaTable.forPath(spark, settings.table_path(table)).alias("t")
-     .merge(updates.alias("s"), "t.source_record_id = s.source_record_id")
+     .merge(updates.alias("s"), on)
      .whenMatchedUpdate(condition="NOT (t.one_id <=> s.one_id)", set={"one_id": "s.one_id"})
      .execute())
 
@@ -630,7 +661,7 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
     from cdp.identity.edges import COMBO_KEY, combo_best_nodes
     from cdp.identity.incremental import RECORD_KEY, record_combo_keys, records_carrying
     from cdp.identity.persist import record_one_ids
-    from cdp.lake import read_table, sync_rows, table_exists
+    from cdp.lake import LISTED_KEYS_MAX, delete_then_append, read_table, sync_rows, table_exists
 
     key = list(RECORD_KEY)
     with step("record map"):
@@ -654,13 +685,19 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
         is_touched = touched.select(*key, F.lit(True).alias("_touched"))
         rows = (now.join(before, key, "left").join(F.broadcast(is_touched), key, "left")
                 .select(*key, "one_id", F.coalesce("_touched", F.lit(False)).alias("_touched"),
-                        (F.col("_present").isNull() | ~F.col("one_id").eqNullSafe(F.col("_before"))).alias("_changed"))
+                        (F.col("_present").isNull() | ~F.col("one_id").eqNullSafe(F.col("_before"))).alias("_changed"),
+                        F.col("_present").isNotNull().alias("_present"))
                 .localCheckpoint())
         gone = touched.join(res.touched_now, key, "left_anti")
-        updates = (rows.where("_changed").select(*key, "one_id", F.lit(False).alias("_delete"))
-                   .unionByName(gone.select(*key, F.lit(None).cast("string").alias("one_id"), F.lit(True).alias("_delete")))
-                   .withColumn("run_date", F.lit(run_date)))
-        sync_rows(spark, updates, settings, "identity_record_map", key, [*key, "one_id", "run_date"])
+        # rows to take out: records mapped already whose One-ID changed, and records whose rows are all gone
+        taken_out = rows.where("_changed AND _present").select(*key).unionByName(gone.select(*key))
+        listed = [tuple(r) for r in taken_out.limit(LISTED_KEYS_MAX + 1).collect()]
+        changed = rows.where("_changed").select(*key, "one_id").withColumn("run_date", F.lit(run_date))
+        if not delete_then_append(spark, settings, "identity_record_map", key, listed, changed):
+            updates = (changed.withColumn("_delete", F.lit(False))
+                       .unionByName(gone.select(*key, F.lit(None).cast("string").alias("one_id"),
+                                                F.lit(run_date).alias("run_date"), F.lit(True).alias("_delete"))))
+            sync_rows(spark, updates, settings, "identity_record_map", key, [*key, "one_id", "run_date"])
         per_source = {r.source: r for r in read_table(spark, settings, "identity_record_map").groupBy("source").agg(
             F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).collect()}
     with step("silver one_id"):
@@ -669,11 +706,22 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
             # a touched record's new rows carry no one_id yet, so touched records are written even when their
             # One-ID did not change (the MERGE rewrites only rows whose value differs)
             fill = rows.where(F.col("_changed") | F.col("_touched"))
-            for row in fill.groupBy("source").count().collect():
+            # when every record to fill is new this run with all its rows landed after the last run date (the
+            # usual day for most sources), only the files landed since are read and rewritten; otherwise one
+            # MERGE over the whole table (older records whose One-ID moved are spread over most of its files)
+            older = (res.touched_before.select(*key).unionByName(res.increment.old_rows.select(*key))
+                     .withColumn("_older", F.lit(True)).distinct())
+            fill = (fill.join(F.broadcast(older), key, "left")
+                    .withColumn("_recent", F.col("_touched") & F.col("_older").isNull()).localCheckpoint())
+            since = f"t.dt > DATE'{res.increment.previous_run_date.isoformat()}'"
+            for row in fill.groupBy("source").agg(F.count(F.lit(1)).alias("n"),
+                                                  F.sum((~F.col("_recent")).cast("int")).alias("older")).collect():
                 table = rules.sources[row.source].table
-                if table_exists(spark, settings, table):
-                    fill_silver_one_id(spark, settings, table, row.source, fill)
-                    silver_changed[row.source] = int(row["count"])
+                if not table_exists(spark, settings, table):
+                    continue
+                recent_only = not row.older and "dt" in read_table(spark, settings, table).columns
+                fill_silver_one_id(spark, settings, table, row.source, fill, target_only=since if recent_only else None)
+                silver_changed[row.source] = int(row.n)
     return per_source, silver_changed
 
 
@@ -684,7 +732,7 @@ def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityR
     from cdp.identity.edges import COMBO_KEY, combo_identifiers
     from cdp.identity.incremental import RECORD_KEY, RECORD_STATE_COLUMNS, combos_to_state
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, DELETION_VECTORS, RECORD_STATE, enable_properties
-    from cdp.lake import append_table, overwrite_table, sync_rows
+    from cdp.lake import LISTED_KEYS_MAX, append_table, delete_then_append, overwrite_table, sync_rows
 
     if res.increment is None:
         overwrite_table(res.records.select(*RECORD_STATE_COLUMNS), settings, RECORD_STATE)
@@ -695,10 +743,14 @@ def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityR
                                 for name, c in res.combos.items()]), settings, COMBO_NODES)
     else:
         key = list(RECORD_KEY)
-        gone = res.increment.touched.join(res.touched_now, key, "left_anti")
-        updates = (res.touched_now.withColumn("_delete", F.lit(False))
-                   .unionByName(gone.select(*key, F.lit(True).alias("_delete")), allowMissingColumns=True))
-        sync_rows(spark, updates, settings, RECORD_STATE, key, RECORD_STATE_COLUMNS)
+        # the touched records that were in the state: taken out; every touched record still there: appended
+        listed = [tuple(r) for r in res.touched_before.select(*key).limit(LISTED_KEYS_MAX + 1).collect()]
+        if not delete_then_append(spark, settings, RECORD_STATE, key, listed,
+                                  res.touched_now.select(*RECORD_STATE_COLUMNS)):
+            gone = res.increment.touched.join(res.touched_now, key, "left_anti")
+            updates = (res.touched_now.withColumn("_delete", F.lit(False))
+                       .unionByName(gone.select(*key, F.lit(True).alias("_delete")), allowMissingColumns=True))
+            sync_rows(spark, updates, settings, RECORD_STATE, key, RECORD_STATE_COLUMNS)
         if res.new_combos is not None:
             append_table(res.new_combos, settings, COMBO_STATE)
             append_table(res.new_combo_nodes, settings, COMBO_NODES)

@@ -62,3 +62,34 @@ def test_spark_hmac_equals_python_hmac_and_delta_roundtrip(spark, settings):
     merge_table(spark, spark.createDataFrame([(2, "B"), (3, "c")], "id int, v string"), settings, "silver_stores", keys=["id"])
     merge_table(spark, spark.createDataFrame([(2, "B"), (3, "c")], "id int, v string"), settings, "silver_stores", keys=["id"])
     assert sorted(map(tuple, read_table(spark, settings, "silver_stores").collect())) == [(1, "a"), (2, "B"), (3, "c")]
+
+
+@pytest.mark.spark
+def test_delete_then_append_replaces_listed_keys_and_refuses_what_it_cannot_list(spark, settings, monkeypatch):
+    from delta.tables import DeltaTable
+
+    from cdp import lake
+    from cdp.lake import delete_then_append, overwrite_table, read_table
+
+    schema = "source string, source_record_id string, one_id string"
+    overwrite_table(spark.createDataFrame([("pos", "1", "a"), ("pos", "2", "a"), ("crm", "1", "b"), ("crm", "x y", "c")],
+                                          schema), settings, "identity_record_map")
+
+    def rows():
+        return sorted(map(tuple, read_table(spark, settings, "identity_record_map").collect()))
+
+    # pos 2 changes its One-ID, crm 1 is gone, pos 3 is new; pos 1 and the crm record "x y" stay
+    changed = spark.createDataFrame([("pos", "2", "z"), ("pos", "3", "n")], schema)
+    assert delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
+                              [("pos", "2"), ("crm", "1")], changed)
+    assert rows() == [("crm", "x y", "c"), ("pos", "1", "a"), ("pos", "2", "z"), ("pos", "3", "n")]
+
+    # a key that is not plain text, or more keys than it lists: refused, nothing written (the caller MERGEs)
+    version = DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().version
+    assert not delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
+                                  [("crm", "x y")], changed)
+    monkeypatch.setattr(lake, "LISTED_KEYS_MAX", 1)
+    assert not delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
+                                  [("pos", "1"), ("pos", "2")], changed)
+    assert DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().version == version
+    assert rows() == [("crm", "x y", "c"), ("pos", "1", "a"), ("pos", "2", "z"), ("pos", "3", "n")]
