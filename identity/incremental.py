@@ -18,7 +18,8 @@ silver rows of the *touched* records (changed since the last run, or newly insid
 This is exact, not an approximation: a node's aggregates are over the records that carry it, and an edge's over
 the records that carry both ends, so all of them are in the subset whenever one end is recomputed. A changed
 record cannot be patched (its old contribution to a min or a max cannot be taken out), hence step 3; on a
-typical day nearly all touched records are new, and step 3 reads few records. The busy-identifier guard
+typical day nearly all touched records are new, and step 3 recomputes few identifiers (it still scans the
+record state for the records that carry them, and is skipped when no touched record existed before). The busy-identifier guard
 (`max_records_per_day`) keeps the (node, source, day) counts above the limit; the days a change touches are
 counted again from silver (`update_busy_days`).
 
