@@ -153,41 +153,47 @@ def sync_rows(spark: SparkSession, df: DataFrame, settings: Settings, name: str,
          .execute())
 
 
-# keys a `delete_then_append` lists in its DELETE condition at most (above: the caller's MERGE)
+# keys `replace_rows` lists in a DELETE condition at most (above: one MERGE)
 LISTED_KEYS_MAX = 50_000
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.:~#@/+=-]*$")
 
 
-def delete_then_append(spark: SparkSession, settings: Settings, name: str, keys: Sequence[str],
-                       gone: Sequence[tuple], rows: DataFrame) -> bool:
-    """Replace rows of table `name` by key: DELETE the rows whose `keys` values are one of `gone` (tuples in
-    `keys` order), then append `rows`. Returns False, writing nothing, when `gone` is too long to list or holds a
-    value that is not plain text (the caller then MERGEs).
+def replace_rows(spark: SparkSession, settings: Settings, name: str, keys: Sequence[str], taken_out: DataFrame,
+                 rows: DataFrame) -> None:
+    """Replace rows of table `name` by key: the rows whose `keys` are in `taken_out` leave it and `rows` come in
+    (a row of `rows` may replace one taken out). Not idempotent: run twice, the rows of `rows` whose keys were
+    not taken out come in twice. The identity stage never runs it twice on one state: a re-run after a kill
+    sees the table's version moved and takes the full pass.
 
-    Why not a MERGE: on a table with deletion vectors, a MERGE that updates a few thousand rows spread over every
-    file reads all of those files whole and joins them with its source (27 s of a 35 s record-map MERGE at 1M
-    customers), while a DELETE with a listed key set reads only the key columns and marks the rows. Two commits
-    instead of one: a run killed between them leaves the table short of the rows, and the identity stage's next
-    run sees the table's version moved and takes the full pass, which rewrites it whole.
+    When the keys taken out can be listed (at most LISTED_KEYS_MAX, plain text), a DELETE of the listed keys and
+    an append. On a table with deletion vectors, a MERGE that updates a few thousand rows spread over every file
+    reads all of those files whole and joins them with its source (27 s of a 35 s record-map MERGE at 1M
+    customers); the DELETE reads only the key columns and marks the rows. Two commits instead of one: a run
+    killed between them leaves the table short of the rows, and the identity stage's next run sees the table's
+    version moved and takes the full pass, which rewrites it whole. Otherwise one MERGE (`sync_rows`).
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    if len(gone) > LISTED_KEYS_MAX or any(not _PLAIN_KEY.match(str(v)) for key in gone for v in key):
-        return False
+    listed = [tuple(r) for r in taken_out.select(*keys).distinct().limit(LISTED_KEYS_MAX + 1).collect()]
+    if len(listed) > LISTED_KEYS_MAX or any(not _PLAIN_KEY.match(str(v)) for key in listed for v in key):
+        gone = taken_out.select(*keys).join(rows.select(*keys), list(keys), "left_anti")
+        updates = (rows.withColumn("_delete", F.lit(False))
+                   .unionByName(gone.withColumn("_delete", F.lit(True)), allowMissingColumns=True))
+        sync_rows(spark, updates, settings, name, keys, rows.columns)
+        return
     by_prefix: dict[tuple, list[str]] = {}
-    for key in gone:
+    for key in listed:
         by_prefix.setdefault(tuple(key[:-1]), []).append(str(key[-1]))
     conditions = []
     for prefix, last in sorted(by_prefix.items()):
-        listed = ", ".join(f"'{v}'" for v in sorted(set(last)))
-        parts = [f"`{k}` = '{v}'" for k, v in zip(keys[:-1], prefix)] + [f"`{keys[-1]}` IN ({listed})"]
+        values = ", ".join(f"'{v}'" for v in sorted(set(last)))
+        parts = [f"`{k}` = '{v}'" for k, v in zip(keys[:-1], prefix)] + [f"`{keys[-1]}` IN ({values})"]
         conditions.append("(" + " AND ".join(parts) + ")")
     with _fault_point(spark, name):
         if conditions:
             DeltaTable.forPath(spark, settings.table_path(name)).delete(F.expr(" OR ".join(conditions)))
         rows.write.format("delta").mode("append").save(settings.table_path(name))
-    return True
 
 
 def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:

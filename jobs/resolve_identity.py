@@ -661,7 +661,7 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
     from cdp.identity.edges import COMBO_KEY, combo_best_nodes
     from cdp.identity.incremental import RECORD_KEY, record_combo_keys, records_carrying
     from cdp.identity.persist import record_one_ids
-    from cdp.lake import LISTED_KEYS_MAX, delete_then_append, read_table, sync_rows, table_exists
+    from cdp.lake import read_table, replace_rows, table_exists
 
     key = list(RECORD_KEY)
     with step("record map"):
@@ -691,13 +691,8 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
         gone = touched.join(res.touched_now, key, "left_anti")
         # rows to take out: records mapped already whose One-ID changed, and records whose rows are all gone
         taken_out = rows.where("_changed AND _present").select(*key).unionByName(gone.select(*key))
-        listed = [tuple(r) for r in taken_out.limit(LISTED_KEYS_MAX + 1).collect()]
         changed = rows.where("_changed").select(*key, "one_id").withColumn("run_date", F.lit(run_date))
-        if not delete_then_append(spark, settings, "identity_record_map", key, listed, changed):
-            updates = (changed.withColumn("_delete", F.lit(False))
-                       .unionByName(gone.select(*key, F.lit(None).cast("string").alias("one_id"),
-                                                F.lit(run_date).alias("run_date"), F.lit(True).alias("_delete"))))
-            sync_rows(spark, updates, settings, "identity_record_map", key, [*key, "one_id", "run_date"])
+        replace_rows(spark, settings, "identity_record_map", key, taken_out, changed)
         per_source = {r.source: r for r in read_table(spark, settings, "identity_record_map").groupBy("source").agg(
             F.count(F.lit(1)).alias("n"), F.sum(F.col("one_id").isNull().cast("int")).alias("none")).collect()}
     with step("silver one_id"):
@@ -727,12 +722,10 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
 
 def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityRules, res: Resolved) -> None:
     """identity_record_state, identity_combo_state, identity_busy_days (cdp.identity_state)."""
-    from pyspark.sql import functions as F
-
     from cdp.identity.edges import COMBO_KEY, combo_identifiers
     from cdp.identity.incremental import RECORD_KEY, RECORD_STATE_COLUMNS, combos_to_state
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, DELETION_VECTORS, RECORD_STATE, enable_properties
-    from cdp.lake import LISTED_KEYS_MAX, append_table, delete_then_append, overwrite_table, sync_rows
+    from cdp.lake import append_table, overwrite_table, replace_rows
 
     if res.increment is None:
         overwrite_table(res.records.select(*RECORD_STATE_COLUMNS), settings, RECORD_STATE)
@@ -743,14 +736,9 @@ def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityR
                                 for name, c in res.combos.items()]), settings, COMBO_NODES)
     else:
         key = list(RECORD_KEY)
-        # the touched records that were in the state: taken out; every touched record still there: appended
-        listed = [tuple(r) for r in res.touched_before.select(*key).limit(LISTED_KEYS_MAX + 1).collect()]
-        if not delete_then_append(spark, settings, RECORD_STATE, key, listed,
-                                  res.touched_now.select(*RECORD_STATE_COLUMNS)):
-            gone = res.increment.touched.join(res.touched_now, key, "left_anti")
-            updates = (res.touched_now.withColumn("_delete", F.lit(False))
-                       .unionByName(gone.select(*key, F.lit(True).alias("_delete")), allowMissingColumns=True))
-            sync_rows(spark, updates, settings, RECORD_STATE, key, RECORD_STATE_COLUMNS)
+        # the touched records that were in the state: taken out; every touched record still there: in
+        replace_rows(spark, settings, RECORD_STATE, key, res.touched_before,
+                     res.touched_now.select(*RECORD_STATE_COLUMNS))
         if res.new_combos is not None:
             append_table(res.new_combos, settings, COMBO_STATE)
             append_table(res.new_combo_nodes, settings, COMBO_NODES)

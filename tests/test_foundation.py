@@ -65,31 +65,31 @@ def test_spark_hmac_equals_python_hmac_and_delta_roundtrip(spark, settings):
 
 
 @pytest.mark.spark
-def test_delete_then_append_replaces_listed_keys_and_refuses_what_it_cannot_list(spark, settings, monkeypatch):
+@pytest.mark.parametrize("listed", [True, False], ids=["delete-and-append", "merge"])
+def test_replace_rows_by_key(spark, settings, monkeypatch, listed):
+    """The same replacement whether the keys are listed in a DELETE or too many to list (one MERGE)."""
     from delta.tables import DeltaTable
 
     from cdp import lake
-    from cdp.lake import delete_then_append, overwrite_table, read_table
+    from cdp.lake import overwrite_table, read_table, replace_rows
 
+    if not listed:
+        monkeypatch.setattr(lake, "LISTED_KEYS_MAX", 1)
     schema = "source string, source_record_id string, one_id string"
     overwrite_table(spark.createDataFrame([("pos", "1", "a"), ("pos", "2", "a"), ("crm", "1", "b"), ("crm", "x y", "c")],
                                           schema), settings, "identity_record_map")
-
-    def rows():
-        return sorted(map(tuple, read_table(spark, settings, "identity_record_map").collect()))
-
     # pos 2 changes its One-ID, crm 1 is gone, pos 3 is new; pos 1 and the crm record "x y" stay
-    changed = spark.createDataFrame([("pos", "2", "z"), ("pos", "3", "n")], schema)
-    assert delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
-                              [("pos", "2"), ("crm", "1")], changed)
-    assert rows() == [("crm", "x y", "c"), ("pos", "1", "a"), ("pos", "2", "z"), ("pos", "3", "n")]
+    taken_out = spark.createDataFrame([("pos", "2"), ("crm", "1")], "source string, source_record_id string")
+    rows = spark.createDataFrame([("pos", "2", "z"), ("pos", "3", "n")], schema)
+    replace_rows(spark, settings, "identity_record_map", ["source", "source_record_id"], taken_out, rows)
+    assert sorted(map(tuple, read_table(spark, settings, "identity_record_map").collect())) == [
+        ("crm", "x y", "c"), ("pos", "1", "a"), ("pos", "2", "z"), ("pos", "3", "n")]
+    operations = {r.operation for r in DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history().collect()}
+    assert ("DELETE" in operations) == listed and ("MERGE" in operations) == (not listed)
 
-    # a key that is not plain text, or more keys than it lists: refused, nothing written (the caller MERGEs)
-    version = DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().version
-    assert not delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
-                                  [("crm", "x y")], changed)
-    monkeypatch.setattr(lake, "LISTED_KEYS_MAX", 1)
-    assert not delete_then_append(spark, settings, "identity_record_map", ["source", "source_record_id"],
-                                  [("pos", "1"), ("pos", "2")], changed)
-    assert DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().version == version
-    assert rows() == [("crm", "x y", "c"), ("pos", "1", "a"), ("pos", "2", "z"), ("pos", "3", "n")]
+    # a key that is not plain text is never put in a DELETE condition: it takes the MERGE
+    replace_rows(spark, settings, "identity_record_map", ["source", "source_record_id"],
+                 spark.createDataFrame([("crm", "x y")], "source string, source_record_id string"),
+                 spark.createDataFrame([("crm", "x y", "d")], schema))
+    assert ("crm", "x y", "d") in map(tuple, read_table(spark, settings, "identity_record_map").collect())
+    assert DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().operation == "MERGE"
