@@ -165,35 +165,46 @@ def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: Da
 
 
 def combine_nodes(before: DataFrame, added: DataFrame) -> DataFrame:
-    """Node rows of the same records split in two frames, as one (full outer join: min / max / sum)."""
+    """Node rows of the same records split in two frames, as one (min / max / sum).
+
+    `added` is the day's rows (small): it goes to the executors as a broadcast, and `before` (every persisted
+    node) is only streamed past it, never shuffled."""
     from pyspark.sql import functions as F
 
-    a = added.select(*[F.col(c).alias(f"_a_{c}") if c != "node_key" else F.col(c) for c in added.columns])
-    j = before.join(a, "node_key", "full_outer")
+    key = ["node_key"]
+    keys = F.broadcast(added.select(*key))
+    hit = before.join(keys, key, "left_semi")
+    a = added.select(*[F.col(c).alias(f"_a_{c}") if c not in key else F.col(c) for c in added.columns])
+    j = a.join(F.broadcast(hit), key, "left")
     first = [F.coalesce(c, f"_a_{c}").alias(c) for c in ("id_type", "id_priority", "scope", "display")]
-    return j.select("node_key", *first,
+    both = j.select("node_key", *first,
                     F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
                     F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
                     F.least("anchor_at", "_a_anchor_at").alias("anchor_at"),
                     (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
                     .cast("long").alias("record_count"))
+    return before.join(keys, key, "left_anti").select(*both.columns).unionByName(both)
 
 
 def combine_edges(before: DataFrame, added: DataFrame) -> DataFrame:
-    """Edge rows (EDGE_COLUMNS) of the same records split in two frames, as one (min / max / sum)."""
+    """Edge rows (EDGE_COLUMNS) of the same records split in two frames, as one (min / max / sum); `added` is
+    broadcast as in `combine_nodes`."""
     from pyspark.sql import functions as F
 
     from cdp.identity.edges import EDGE_COLUMNS
 
     key = ["src_key", "dst_key", "rule"]
+    keys = F.broadcast(added.select(*key))
+    hit = before.join(keys, key, "left_semi")
     a = added.select(*[F.col(c).alias(f"_a_{c}") if c not in key else F.col(c) for c in added.columns])
-    j = before.join(a, key, "full_outer")
-    return j.select(*key, F.coalesce("source", "_a_source").alias("source"), F.coalesce("rank", "_a_rank").alias("rank"),
+    j = a.join(F.broadcast(hit), key, "left")
+    both = j.select(*key, F.coalesce("source", "_a_source").alias("source"), F.coalesce("rank", "_a_rank").alias("rank"),
                     F.least("sample_record_id", "_a_sample_record_id").alias("sample_record_id"),
                     F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
                     F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
                     (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
                     .cast("long").alias("record_count")).select(*EDGE_COLUMNS)
+    return before.join(keys, key, "left_anti").select(*EDGE_COLUMNS).unionByName(both)
 
 
 # --- busy identifiers -----------------------------------------------------------------------------------------
