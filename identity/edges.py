@@ -224,14 +224,6 @@ def edge_rank_col(rank: Column, first_seen_at: Column) -> Column:
     return rank.cast("long") * F.lit(RANK_SHIFT) + seconds
 
 
-def unique_pairs(edges: DataFrame) -> DataFrame:
-    """One row per (src_key, dst_key): the most trusted rule's rank decides the pair's edge_rank."""
-    from pyspark.sql import functions as F
-
-    ranked = edges.withColumn("edge_rank", edge_rank_col(F.col("rank"), F.col("first_seen_at")))
-    return ranked.groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank"))
-
-
 # --- the identifier-combination path the identity stage runs ------------------------------------------------
 # 15 M source records at 1M customers carry only about 3 M distinct identifier combinations (a member's POS
 # orders repeat the same card and phone). The stage therefore reads each silver table once, reduces it to one row

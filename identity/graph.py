@@ -68,6 +68,24 @@ class Resolution:
         return int(np.count_nonzero(self.labels == np.arange(self.labels.size)))
 
 
+
+def unique_int_pairs(src: np.ndarray, dst: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per (src, dst) node-index pair, the smallest rank of its evidence rows, sorted by (src, dst).
+
+    Rows with an end of -1 (an identifier that is not an active node: blocked, shared, gone) are left out.
+
+    >>> s, d, r = unique_int_pairs(np.array([2, 0, 0, -1]), np.array([3, 1, 1, 4]), np.array([5, 9, 7, 1]))
+    >>> s.tolist(), d.tolist(), r.tolist()
+    ([0, 2], [1, 3], [7, 5])
+    """
+    keep = (src >= 0) & (dst >= 0)
+    src, dst, rank = src[keep], dst[keep], rank[keep]
+    order = np.lexsort((rank, dst, src))
+    src, dst, rank = src[order], dst[order], rank[order]
+    first = np.ones(len(src), dtype=bool)
+    first[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1])
+    return src[first], dst[first], rank[first]
+
 def resolve(node_type: np.ndarray, edge_src: np.ndarray, edge_dst: np.ndarray, edge_rank: np.ndarray,
             type_limits: np.ndarray, method: str = "array", *, spark: Any = None) -> Resolution:
     """Components of the identifier graph with guardrail limits (see the module docstring for the semantics).

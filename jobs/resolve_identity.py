@@ -173,8 +173,9 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
     """
     from pyspark.sql import functions as F
 
-    from cdp.identity.edges import (RANK_SHIFT, daily_record_counts, graph_from_combos, identifier_combos,
-                                    record_keys, unique_pairs)
+    from cdp.identity.edges import (RANK_SHIFT, daily_record_counts, edge_rank_col, graph_from_combos,
+                                    identifier_combos, record_keys)
+    from cdp.identity.graph import unique_int_pairs
     from cdp.identity.guardrails import always_link_edges, busy_limits, never_link_pairs
     from cdp.identity.incremental import over_limit_days
     from cdp.lake import read_table
@@ -227,26 +228,25 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                    .join(F.broadcast(type_index), ["id_type", "_scope"])
                    .select("node_key", F.monotonically_increasing_id().alias("node_uid"), "type_idx", "anchor_at")
                    .localCheckpoint())
-        node_pd = indexed.toPandas()
-        node_pd = node_pd.iloc[_key_order(node_pd["node_key"])].reset_index(drop=True)   # row i = node_idx i
+        node_table = indexed.toArrow()
+        node_table = node_table.take(_key_order(node_table["node_key"]))   # row i = node_idx i
+        node_pd = node_table.to_pandas()
+        # Arrow carries the session time zone; the driver works on naive UTC times (as toPandas gives them)
+        node_pd["anchor_at"] = _naive(node_pd["anchor_at"], spark)
         node_type = node_pd["type_idx"].to_numpy(dtype=np.int16)
-        uid_to_idx = _UidIndex(node_pd["node_uid"].to_numpy(dtype=np.int64))
 
-        pairs = unique_pairs(edges)
+        # every rule's evidence with its int64 rank; the ends become node indices on the driver (Arrow hashes
+        # the keys), and each pair keeps its most trusted rank there too: no shuffle of 2 M string pairs
+        ranked = edges.select("src_key", "dst_key", edge_rank_col(F.col("rank"), F.col("first_seen_at")).alias("edge_rank"))
         forced = always_link_edges(overrides, nodes)
         if forced is not None:
             forced = forced.localCheckpoint()
-            pairs = (pairs.unionByName(forced.withColumn("edge_rank", F.lit(-RANK_SHIFT).cast("long")))
-                     .groupBy("src_key", "dst_key").agg(F.min("edge_rank").alias("edge_rank")))
-        src_ix = indexed.select(F.col("node_key").alias("src_key"), F.col("node_uid").alias("src_uid"))
-        dst_ix = indexed.select(F.col("node_key").alias("dst_key"), F.col("node_uid").alias("dst_uid"))
-        int_pairs = pairs.join(src_ix, "src_key").join(dst_ix, "dst_key").select("src_uid", "dst_uid", "edge_rank").toPandas()
-        src = uid_to_idx(int_pairs["src_uid"].to_numpy(dtype=np.int64))
-        dst = uid_to_idx(int_pairs["dst_uid"].to_numpy(dtype=np.int64))
-        order = np.lexsort((dst, src))
-        src, dst = src[order], dst[order]
-        rank = int_pairs["edge_rank"].to_numpy(dtype=np.int64)[order]
-        del int_pairs
+            ranked = ranked.unionByName(forced.select("src_key", "dst_key", F.lit(-RANK_SHIFT).cast("long").alias("edge_rank")))
+        evidence = ranked.toArrow()
+        src, dst, rank = unique_int_pairs(_arrow_positions(evidence["src_key"], node_table["node_key"]),
+                                          _arrow_positions(evidence["dst_key"], node_table["node_key"]),
+                                          evidence["edge_rank"].to_numpy().astype(np.int64))
+        del evidence
     with step("components"):
         never_keys = never_link_pairs(overrides)
         never = []
@@ -491,20 +491,6 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         "new_combo_nodes": fresh_ids}
 
 
-class _UidIndex:
-    """Maps Spark's monotonically_increasing_id values to node indices (positions in `uids`)."""
-
-    def __init__(self, uids: np.ndarray):
-        self.order = np.argsort(uids, kind="stable")
-        self.sorted = uids[self.order]
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.sorted, values)
-        if len(values) and (pos.max(initial=0) >= len(self.sorted) or not np.array_equal(self.sorted[pos], values)):
-            raise CdpError("internal: an edge end has no integer node id")
-        return self.order[pos].astype(np.int64)
-
-
 def _positions(keys: pd.Series, within: pd.Series) -> np.ndarray:
     """For each of `keys` its row in `within` (unique keys), -1 when absent (Arrow hashes in C++)."""
     import pyarrow as pa
@@ -515,12 +501,27 @@ def _positions(keys: pd.Series, within: pd.Series) -> np.ndarray:
     return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
-def _key_order(keys: pd.Series) -> np.ndarray:
-    """Row order by node_key (Arrow sorts strings in C++; byte order equals Spark's string order)."""
+def _arrow_positions(keys, within) -> np.ndarray:
+    """`_positions` for Arrow arrays (no Python string objects)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return pc.sort_indices(pa.array(keys.astype(object), type=pa.string())).to_numpy()
+    found = pc.index_in(keys.cast(pa.large_string()), value_set=within.cast(pa.large_string()))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+def _naive(times: pd.Series, spark: SparkSession) -> pd.Series:
+    """Arrow timestamps (time zone aware) as the naive datetime64[ns] of the session time zone."""
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = times.dt.tz_convert(spark.conf.get("spark.sql.session.timeZone")).dt.tz_localize(None)
+    return times.astype("datetime64[ns]")
+
+
+def _key_order(keys) -> np.ndarray:
+    """Row order by node_key (Arrow sorts strings in C++; byte order equals Spark's string order)."""
+    import pyarrow.compute as pc
+
+    return pc.sort_indices(keys).to_numpy()
 
 
 # --- writing ------------------------------------------------------------------------------------------------

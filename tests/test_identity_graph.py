@@ -190,3 +190,23 @@ def test_bad_input_is_refused_with_a_precise_message(args, message):
 def test_unknown_method_is_refused():
     with pytest.raises(GraphInputError, match="unknown method"):
         resolve(np.array([0]), np.array([0]), np.array([0]), np.array([0]), LIMITS, method="igraph")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unique_int_pairs_equals_a_group_by_min(seed):
+    """The driver-side pair reduction the stage feeds `resolve` with equals pandas' groupby-min over the rows
+    whose ends are both active (-1 = not an active node), sorted by (src, dst)."""
+    import pandas as pd
+
+    from cdp.identity.graph import unique_int_pairs
+
+    rng = np.random.default_rng(seed)
+    e = int(rng.integers(0, 300))
+    src, dst = rng.integers(-1, 30, e), rng.integers(-1, 30, e)
+    rank = rng.integers(-5, 5, e) * 10**9 + rng.integers(0, 10**6, e)
+    rows = pd.DataFrame({"src": src, "dst": dst, "rank": rank})
+    expected = (rows[(rows.src >= 0) & (rows.dst >= 0)].groupby(["src", "dst"], as_index=False)["rank"].min()
+                .sort_values(["src", "dst"]))
+    s, d, r = unique_int_pairs(src, dst, rank)
+    pd.testing.assert_frame_equal(pd.DataFrame({"src": s, "dst": d, "rank": r}),
+                                  expected.reset_index(drop=True), check_dtype=False)
