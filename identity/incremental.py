@@ -6,28 +6,29 @@ daily run starts from (tables `identity_record_state`, `identity_combo_state`). 
 silver rows of the *touched* records (changed since the last run, or newly inside the run's date window) and:
 
 1. replaces the touched records in the record state (a record whose rows are gone leaves it);
-2. finds the *recomputed* nodes: every identifier of the combinations, before and after, of a touched record
-   that was in the state already (re-delivered, changed or gone);
-3. recomputes those nodes and every edge touching them from all records that carry a recomputed node
-   (`graph_from_combos` on that subset);
-4. adds the new records' contribution to every other node and edge they carry: the aggregates (first/last
+2. derives the node and edge rows of the touched records twice: over their persisted form (the contribution
+   that goes out) and over their current form (the contribution that comes in);
+3. patches the persisted row of every identifier and link they carry (`patch_rows`): the aggregates (first/last
    seen, anchor, record count, sample record) are mins, maxes and sums, so the persisted row combined with the
-   new records' rows equals the row over all records (`combine_nodes`, `combine_edges`). Nodes and edges no
-   touched record carries are kept as persisted.
+   new rows equals the row over all records; a count is also exact after a subtraction, and so is a min (max)
+   unless the outgoing records held the extreme and the incoming ones do not reach it again;
+4. recomputes those few identifiers (and every edge touching them) from all records that carry them
+   (`graph_from_combos` on that subset, a scan of the record state). Nodes and edges no touched record carries
+   are kept as persisted.
 
 This is exact, not an approximation: a node's aggregates are over the records that carry it, and an edge's over
-the records that carry both ends, so all of them are in the subset whenever one end is recomputed. A changed
-record cannot be patched (its old contribution to a min or a max cannot be taken out), hence step 3; on a
-typical day nearly all touched records are new, and step 3 recomputes few identifiers (it still scans the
-record state for the records that carry them, and is skipped when no touched record existed before). The busy-identifier guard
+the records that carry both ends, so all of them are in the subset whenever one end is recomputed. On a typical
+day nearly all touched records are new, a re-delivered record usually carries its identifiers with the same
+times, and step 4 has nothing to do. The busy-identifier guard
 (`max_records_per_day`) keeps the (node, source, day) counts above the limit; the days a change touches are
 counted again from silver (`update_busy_days`).
 
-    >>> nodes, edges, touched = update_graph(records, combos, combo_ids, changed_keys, added, nodes_before,
+    >>> nodes, edges, touched = update_graph(records, combos, combo_ids, removed, added, nodes_before,
     ...                                      edges_before, rules)                         # doctest: +SKIP
 """
 from __future__ import annotations
 
+import logging
 from functools import reduce
 from typing import TYPE_CHECKING, Callable
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from cdp.identity.config import IdentityRules
+
+log = logging.getLogger(__name__)
 
 RECORD_KEY = ("source", "source_record_id")
 RECORD_STATE_COLUMNS = ("source", "source_record_id", "ckeys", "seen_first", "seen_last", "anchor_at")
@@ -114,21 +117,23 @@ def replace_records(before: DataFrame, touched: DataFrame, touched_now: DataFram
             .unionByName(touched_now.select(*RECORD_STATE_COLUMNS)))
 
 
-def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, changed_keys: DataFrame,
+def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, removed: DataFrame,
                  added: DataFrame, nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
                  materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Nodes and edges after replacing the touched records, and the node keys whose aggregates or links changed.
+    """Nodes and edges after replacing the touched records, and the node keys the touched records carry (before
+    or after).
 
     records: the record state after the replacement (`replace_records`); combos: per source, every combination
     (source, ck1, ck2, combo); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
-    changed_keys: COMBO_KEY of the combinations, before and after, of the touched records that were in the state
-    already (re-delivered, changed or gone); added: the record-state rows of the touched records that are new;
+    removed: the persisted record-state rows of the touched records that were in the state (their contribution
+    goes out); added: the current record-state rows of the touched records (their contribution comes in);
     nodes_before / edges_before: the persisted graph (`nodes_from_table`, `edges_from_table`).
 
-    The identifiers of changed records are recomputed from every record carrying them (a changed record's old
-    contribution cannot be taken out of a min or a max). A new record only adds to its identifiers' aggregates,
-    and every aggregate is a min, a max or a sum, so the others are the persisted row combined with the new
-    records' rows (`combine_nodes`, `combine_edges`), without reading the records that carry them already.
+    Every aggregate of a node or an edge is a min, a max or a sum over the records that carry it, so the rows of
+    the touched identifiers are patched (`patch_rows`): the removed records' contribution is taken out of the
+    persisted row and the added records' put in. Taking a value out of a min (or a max) is exact unless the
+    removed records held the extreme and the added ones do not reach it again; only those identifiers (and the
+    ends of such edges) are recomputed from every record that carries them, which scans the record state.
     """
     from pyspark.sql import functions as F
 
@@ -140,71 +145,95 @@ def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: Da
         return graph_from_combos(subset, {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()},
                                  rules, materialise=materialise)
 
-    recomputed = materialise(combo_ids.join(F.broadcast(changed_keys.select(*COMBO_KEY).distinct()), list(COMBO_KEY))
-                             .select("node_key").distinct())
-    hit = F.broadcast(recomputed)
-    r_src = F.broadcast(recomputed.select(F.col("node_key").alias("src_key"), F.lit(True).alias("_r_src")))
-    r_dst = F.broadcast(recomputed.select(F.col("node_key").alias("dst_key"), F.lit(True).alias("_r_dst")))
-
-    def outside(edges: DataFrame) -> DataFrame:   # edges with no recomputed end
-        return edges.join(r_src, "src_key", "left_anti").join(r_dst, "dst_key", "left_anti")
-
-    nodes_add, edges_add = (materialise(df) for df in graph_of(added))
-    nodes = combine_nodes(nodes_before.join(hit, "node_key", "left_anti"), nodes_add.join(hit, "node_key", "left_anti"))
-    edges = combine_edges(outside(edges_before), outside(edges_add))
-    if not recomputed.isEmpty():
-        subset = materialise(records_carrying(records, combo_ids, recomputed,
+    nodes_in, edges_in = (materialise(df) for df in graph_of(added))
+    if removed.isEmpty():
+        nodes_out = nodes_in.where(F.lit(False))
+        edges_out = edges_in.where(F.lit(False))
+    else:
+        nodes_out, edges_out = (materialise(df) for df in graph_of(removed))
+    node_rows, node_redo = patch_rows(nodes_before, nodes_out, nodes_in, NODE_AGGREGATES)
+    edge_rows, edge_redo = patch_rows(edges_before, edges_out, edges_in, EDGE_AGGREGATES)
+    node_rows, edge_rows = materialise(node_rows), materialise(edge_rows)
+    touched = materialise(nodes_out.select("node_key").unionByName(nodes_in.select("node_key")).distinct())
+    nodes = nodes_before.join(F.broadcast(touched), "node_key", "left_anti").unionByName(node_rows)
+    edge_key = list(EDGE_KEY)
+    edges = (edges_before.join(F.broadcast(edges_out.select(*edge_key).unionByName(edges_in.select(*edge_key)).distinct()),
+                               edge_key, "left_anti")
+             .unionByName(edge_rows.select(*edges_before.columns)))
+    redo = materialise(node_redo.unionByName(edge_redo.select(F.col("src_key").alias("node_key")))
+                       .unionByName(edge_redo.select(F.col("dst_key").alias("node_key"))).distinct())
+    recounted = redo.count()
+    log.info("graph update: %d identifiers recounted from the record state", recounted)
+    if recounted:
+        hit = F.broadcast(redo)
+        r_src = F.broadcast(redo.select(F.col("node_key").alias("src_key"), F.lit(True).alias("_r_src")))
+        r_dst = F.broadcast(redo.select(F.col("node_key").alias("dst_key"), F.lit(True).alias("_r_dst")))
+        subset = materialise(records_carrying(records, combo_ids, redo,
                                               keep=[c for c in records.columns if c not in RECORD_KEY]))
         nodes_new, edges_new = graph_of(subset)
-        nodes = nodes.unionByName(nodes_new.join(hit, "node_key", "left_semi"))
+        nodes = nodes.join(hit, "node_key", "left_anti").unionByName(nodes_new.join(hit, "node_key", "left_semi"))
         redone = (edges_new.join(r_src, "src_key", "left").join(r_dst, "dst_key", "left")
                   .where(F.col("_r_src").isNotNull() | F.col("_r_dst").isNotNull())
                   .select(*edges_before.columns))
-        edges = edges.unionByName(redone)
-    return nodes, edges, materialise(recomputed.unionByName(nodes_add.select("node_key")).distinct())
+        edges = (edges.join(r_src, "src_key", "left_anti").join(r_dst, "dst_key", "left_anti")
+                 .unionByName(redone))
+    return nodes, edges, touched
 
 
-def combine_nodes(before: DataFrame, added: DataFrame) -> DataFrame:
-    """Node rows of the same records split in two frames, as one (min / max / sum).
+# key, columns kept from either side, then the aggregates by kind (min, max; `record_count` is the sum)
+NODE_AGGREGATES = (("node_key",), ("id_type", "id_priority", "scope", "display"),
+                   ("first_seen_at", "anchor_at"), ("last_seen_at",))
+EDGE_KEY = ("src_key", "dst_key", "rule")
+EDGE_AGGREGATES = (EDGE_KEY, ("source", "rank"), ("sample_record_id", "first_seen_at"), ("last_seen_at",))
 
-    `added` is the day's rows (small): it goes to the executors as a broadcast, and `before` (every persisted
-    node) is only streamed past it, never shuffled."""
+
+def patch_rows(before: DataFrame, removed: DataFrame, added: DataFrame,
+               aggregates: tuple[tuple[str, ...], ...]) -> tuple[DataFrame, DataFrame]:
+    """Node (or edge) rows over all records, patched for a change of some records: `before` is the rows over the
+    old records, `removed` the rows over the records that go (their old form), `added` the rows over the
+    records that come (their new form), each a min / max / `record_count` sum per key.
+
+    Returns the patched rows of every key in `removed` or `added` that can be patched exactly (a key no record
+    carries any more is left out), and the keys that cannot: a min (max) the removed records reached, the added
+    ones do not reach again and `before` does not beat strictly (another record may or may not hold the same
+    value). Those need a recount over every record that carries them.
+
+    `added` and `removed` are the day's rows: both go to the executors as broadcasts with the rows of `before`
+    they meet, and `before` is streamed past them once, never shuffled.
+    """
     from pyspark.sql import functions as F
 
-    key = ["node_key"]
-    keys = F.broadcast(added.select(*key))
-    hit = before.join(keys, key, "left_semi")
-    a = added.select(*[F.col(c).alias(f"_a_{c}") if c not in key else F.col(c) for c in added.columns])
-    j = a.join(F.broadcast(hit), key, "left")
-    first = [F.coalesce(c, f"_a_{c}").alias(c) for c in ("id_type", "id_priority", "scope", "display")]
-    both = j.select("node_key", *first,
-                    F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
-                    F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
-                    F.least("anchor_at", "_a_anchor_at").alias("anchor_at"),
-                    (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
-                    .cast("long").alias("record_count"))
-    return before.join(keys, key, "left_anti").select(*both.columns).unionByName(both)
+    key, kept, mins, maxes = (list(a) for a in aggregates)
+    summed = ["record_count"]
+    keys = removed.select(*key).unionByName(added.select(*key)).distinct()
+    b = before.join(F.broadcast(keys), key, "left_semi").select(
+        *key, *[F.col(c).alias(f"_b_{c}") for c in (*kept, *mins, *maxes, *summed)], F.lit(True).alias("_b"))
+    o = removed.select(*key, *[F.col(c).alias(f"_o_{c}") for c in (*mins, *maxes, *summed)], F.lit(True).alias("_o"))
+    a = added.select(*key, *[F.col(c).alias(f"_a_{c}") for c in (*kept, *mins, *maxes, *summed)])
+    j = keys.join(F.broadcast(b), key, "left").join(F.broadcast(o), key, "left").join(F.broadcast(a), key, "left")
 
+    def true(cond):
+        return F.coalesce(cond, F.lit(False))
 
-def combine_edges(before: DataFrame, added: DataFrame) -> DataFrame:
-    """Edge rows (EDGE_COLUMNS) of the same records split in two frames, as one (min / max / sum); `added` is
-    broadcast as in `combine_nodes`."""
-    from pyspark.sql import functions as F
+    rest = F.coalesce(F.col("_b_record_count"), F.lit(0)) - F.coalesce(F.col("_o_record_count"), F.lit(0))
+    exact_values = [F.col(f"_o_{c}").isNull() | true(F.col(f"_b_{c}") < F.col(f"_o_{c}"))
+                    | true(F.col(f"_a_{c}") <= F.col(f"_o_{c}")) for c in mins]
+    exact_values += [F.col(f"_o_{c}").isNull() | true(F.col(f"_b_{c}") > F.col(f"_o_{c}"))
+                     | true(F.col(f"_a_{c}") >= F.col(f"_o_{c}")) for c in maxes]
+    # nothing removed: a plain combine; all the carrying records removed: the added rows alone; a removed
+    # record the persisted rows do not know (cannot happen on a consistent state): recount
+    exact = F.col("_o").isNull() | (F.col("_b").isNotNull() & ((rest == 0) | reduce(lambda x, y: x & y, exact_values, F.lit(True))))
+    alone = F.col("_o").isNotNull() & (rest == 0)
 
-    from cdp.identity.edges import EDGE_COLUMNS
+    def pick(c, combine):
+        return F.when(alone, F.col(f"_a_{c}")).otherwise(combine(f"_b_{c}", f"_a_{c}")).alias(c)
 
-    key = ["src_key", "dst_key", "rule"]
-    keys = F.broadcast(added.select(*key))
-    hit = before.join(keys, key, "left_semi")
-    a = added.select(*[F.col(c).alias(f"_a_{c}") if c not in key else F.col(c) for c in added.columns])
-    j = a.join(F.broadcast(hit), key, "left")
-    both = j.select(*key, F.coalesce("source", "_a_source").alias("source"), F.coalesce("rank", "_a_rank").alias("rank"),
-                    F.least("sample_record_id", "_a_sample_record_id").alias("sample_record_id"),
-                    F.least("first_seen_at", "_a_first_seen_at").alias("first_seen_at"),
-                    F.greatest("last_seen_at", "_a_last_seen_at").alias("last_seen_at"),
-                    (F.coalesce("record_count", F.lit(0)) + F.coalesce("_a_record_count", F.lit(0)))
-                    .cast("long").alias("record_count")).select(*EDGE_COLUMNS)
-    return before.join(keys, key, "left_anti").select(*EDGE_COLUMNS).unionByName(both)
+    j = j.withColumn("_exact", exact).withColumn("_count", (rest + F.coalesce(F.col("_a_record_count"), F.lit(0))).cast("long"))
+    rows = (j.where(F.col("_exact") & (F.col("_count") > 0))
+            .select(*key, *[F.coalesce(f"_b_{c}", f"_a_{c}").alias(c) for c in kept],
+                    *[pick(c, F.least) for c in mins], *[pick(c, F.greatest) for c in maxes],
+                    F.col("_count").alias("record_count")))
+    return rows, j.where(~F.col("_exact")).select(*key)
 
 
 # --- busy identifiers -----------------------------------------------------------------------------------------

@@ -418,7 +418,7 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                                     identifier_combos, record_keys)
     from cdp.identity.guardrails import busy_limits
     from cdp.identity.incremental import (RECORD_STATE_COLUMNS, combos_from_state, combos_to_state, edges_from_table,
-                                          nodes_from_table, record_combo_keys, replace_records, update_busy_days,
+                                          nodes_from_table, replace_records, update_busy_days,
                                           update_graph)
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, RECORD_STATE
     from cdp.lake import read_table
@@ -455,12 +455,8 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                             for name, c in fresh.items()]).localCheckpoint()
         combo_ids = read_table(spark, settings, COMBO_NODES).unionByName(fresh_ids)
     with step("observations, nodes, edges"):
-        # touched records that were in the state already are recomputed; new ones only add to the graph
-        existed = F.broadcast(touched_before.select("source", "source_record_id"))
-        again = touched_now.join(existed, ["source", "source_record_id"], "left_semi")
-        changed_keys = record_combo_keys(touched_before.unionByName(again)).select(*COMBO_KEY)
-        added = touched_now.join(existed, ["source", "source_record_id"], "left_anti")
-        nodes, edges, affected = update_graph(records, combos, combo_ids, changed_keys, added,
+        # the touched records' persisted form goes out of the graph, their current form comes in
+        nodes, edges, affected = update_graph(records, combos, combo_ids, touched_before, touched_now,
                                        nodes_from_table(read_table(spark, settings, "identity_nodes"), rules),
                                        edges_from_table(read_table(spark, settings, "identity_edges",
                                                                    version=increment.read_versions["identity_edges"])),
