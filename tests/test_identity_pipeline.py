@@ -202,6 +202,26 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
     assert rows[0] == ["source", "source_record_id", "one_id"] and len(rows) == 1 + 21
     assert ["pos", "O1", a_id] in rows and ["pos", "O7", ""] in rows
 
+    # ---- contracts: a broken identity table fails the stage's check -------------------------------------------
+    from pyspark.sql import functions as F
+
+    from cdp.identity.config import load_identity_rules
+    from cdp.lake import append_table
+    from cdp.resolve_identity import IdentityContractError, check_contracts
+
+    rules = load_identity_rules(settings)
+    assert not any(check_contracts(spark, settings, rules).values())
+    append_table(read_table(spark, settings, "identity_record_map").where("source_record_id = 'O1'"), settings,
+                 "identity_record_map")
+    with pytest.raises(IdentityContractError, match="record_map_rows_not_one_per_record"):
+        check_contracts(spark, settings, rules)
+    nodes = read_table(spark, settings, "identity_nodes")
+    second_unionid = nodes.where(f"node_key = '{u_a}'").withColumn("node_key", F.lit("unionid:another"))  # limit 1
+    append_table(second_unionid.unionByName(nodes.where(f"node_key = '{card('C001')}'")), settings, "identity_nodes")
+    with pytest.raises(IdentityContractError) as broken:
+        check_contracts(spark, settings, rules)
+    assert {"nodes_duplicate_key", "one_ids_above_limit"} <= set(broken.value.problems)
+
 
 @pytest.mark.spark
 def test_a_phone_on_many_orders_a_day_is_shared(spark):
