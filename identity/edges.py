@@ -299,36 +299,38 @@ def identifier_combos(silver: dict[str, DataFrame], rules: IdentityRules) -> dic
             for name, df in silver.items() if name in rules.sources}
 
 
-def weighted_combos(records: DataFrame, combos: DataFrame, source_name: str) -> tuple[DataFrame, DataFrame]:
+def weighted_combos(records: DataFrame, combos: DataFrame, source_name: str,
+                    by: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame]:
     """The records of one source as identifier combinations with weights, in two frames:
 
     - one row per combination of the records with a single combination (nearly all): `n` records, the
       smallest record id, first / last of their first-seen times, latest time, earliest anchor;
     - one row per (record, combination) of the records whose rows carry several combinations, with n = 1 and
       the record id in `source_record_id` (their identifiers must be de-duplicated per record).
-    Both carry the combination's columns (`combo.*`) and WEIGHT_COLUMNS.
+    Both carry the combination's columns (`combo.*`) and WEIGHT_COLUMNS. `by`: columns of `records` that split
+    the weights into groups (the groups are kept apart all the way to `nodes_from_observations`).
     """
     from pyspark.sql import functions as F
 
     keyed = records.where(F.col("source") == F.lit(source_name))
     single = (keyed.where(F.size("ckeys") == 1)
-              .select("source", F.col("ckeys")[0]["ck1"].alias("ck1"), F.col("ckeys")[0]["ck2"].alias("ck2"),
+              .select("source", *by, F.col("ckeys")[0]["ck1"].alias("ck1"), F.col("ckeys")[0]["ck2"].alias("ck2"),
                       "source_record_id", "seen_first", "seen_last", "anchor_at")
-              .groupBy(*COMBO_KEY)
+              .groupBy(*by, *COMBO_KEY)
               .agg(F.count(F.lit(1)).alias("n"), F.min("source_record_id").alias("sample_record_id"),
                    F.min("seen_first").alias("first_seen_at"), F.max("seen_first").alias("last_first_seen_at"),
                    F.max("seen_last").alias("last_seen_at"), F.min("anchor_at").alias("anchor_at"))
               .join(combos, list(COMBO_KEY))
-              .select("source", "combo.*", *WEIGHT_COLUMNS))
+              .select("source", *by, "combo.*", *WEIGHT_COLUMNS))
     multi = (keyed.where(F.size("ckeys") > 1)
-             .select("source", "source_record_id", F.explode("ckeys").alias("k"), "seen_first", "seen_last",
+             .select("source", *by, "source_record_id", F.explode("ckeys").alias("k"), "seen_first", "seen_last",
                      "anchor_at")
-             .select("source", "source_record_id", F.col("k.ck1").alias("ck1"), F.col("k.ck2").alias("ck2"),
+             .select("source", *by, "source_record_id", F.col("k.ck1").alias("ck1"), F.col("k.ck2").alias("ck2"),
                      F.lit(1).cast("long").alias("n"), F.col("source_record_id").alias("sample_record_id"),
                      F.col("seen_first").alias("first_seen_at"), F.col("seen_first").alias("last_first_seen_at"),
                      F.col("seen_last").alias("last_seen_at"), "anchor_at")
              .join(combos, list(COMBO_KEY))
-             .select("source", "source_record_id", "combo.*", *WEIGHT_COLUMNS))
+             .select("source", *by, "source_record_id", "combo.*", *WEIGHT_COLUMNS))
     return single, multi
 
 
@@ -340,8 +342,9 @@ def _distinct_identifier_rows(df: DataFrame, id_type: str, ident: SourceIdentifi
     return _identifier_rows(df, id_type, ident)
 
 
-def combo_observations(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
-    """Weighted observations of one source: source, node_key, id_type, id_priority, scope, WEIGHT_COLUMNS."""
+def combo_observations(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules,
+                       by: tuple[str, ...] = ()) -> DataFrame:
+    """Weighted observations of one source: source, (by), node_key, id_type, id_priority, scope, WEIGHT_COLUMNS."""
     from pyspark.sql import functions as F
 
     source = rules.sources[source_name]
@@ -351,20 +354,21 @@ def combo_observations(single: DataFrame, multi: DataFrame, source_name: str, ru
         for id_type, ident in source.identifiers.items():
             parts.append(_distinct_identifier_rows(df, id_type, ident)
                          .where(F.col("node_key").isNotNull())
-                         .select("source", *(["source_record_id"] if per_record else []), "node_key",
+                         .select("source", *by, *(["source_record_id"] if per_record else []), "node_key",
                                  F.lit(id_type).alias("id_type"),
                                  F.lit(rules.priority(id_type)).cast("int").alias("id_priority"),
                                  (F.col(ident.scope).cast("string") if ident.scope
                                   else F.lit(None).cast("string")).alias("scope"), *WEIGHT_COLUMNS))
         rows = reduce(lambda a, b: a.unionByName(b), parts)
         if per_record:  # a record counts once per identifier, however many of its combinations carry it
-            rows = rows.dropDuplicates(["source", "source_record_id", "node_key"]).drop("source_record_id")
+            rows = rows.dropDuplicates(["source", *by, "source_record_id", "node_key"]).drop("source_record_id")
         out.append(rows)
     return out[0].unionByName(out[1])
 
 
-def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:
-    """Weighted link evidence of one source: src_key, dst_key, rule, source, rank, WEIGHT_COLUMNS."""
+def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: IdentityRules,
+                by: tuple[str, ...] = ()) -> DataFrame:
+    """Weighted link evidence of one source: (by), src_key, dst_key, rule, source, rank, WEIGHT_COLUMNS."""
     from pyspark.sql import functions as F
 
     source = rules.sources[source_name]
@@ -377,7 +381,7 @@ def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: Id
             d = _distinct_identifier_rows(d, rule.left, left).withColumnRenamed("node_key", "_left").drop("_value")
             d = _distinct_identifier_rows(d, rule.right, right).withColumnRenamed("node_key", "_right")
             parts.append(d.where(F.col("_left").isNotNull() & F.col("_right").isNotNull())
-                         .select(*(["source_record_id"] if per_record else []),
+                         .select(*by, *(["source_record_id"] if per_record else []),
                                  F.least("_left", "_right").alias("src_key"),
                                  F.greatest("_left", "_right").alias("dst_key"),
                                  F.lit(rule.name).alias("rule"), "source", F.lit(rule.rank).cast("int").alias("rank"),
@@ -386,40 +390,41 @@ def combo_links(single: DataFrame, multi: DataFrame, source_name: str, rules: Id
             return None
         rows = reduce(lambda a, b: a.unionByName(b), parts)
         if per_record:
-            rows = rows.dropDuplicates(["source_record_id", "src_key", "dst_key", "rule"]).drop("source_record_id")
+            rows = rows.dropDuplicates([*by, "source_record_id", "src_key", "dst_key", "rule"]).drop("source_record_id")
         out.append(rows)
     return out[0].unionByName(out[1])
 
 
 def graph_from_combos(records: DataFrame, combos: dict[str, DataFrame], rules: IdentityRules,
-                      materialise=lambda df: df) -> tuple[DataFrame, DataFrame]:
+                      materialise=lambda df: df, by: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame]:
     """Node rows (the columns of `build_nodes`) and edge rows (EDGE_COLUMNS) from `record_keys` and the
     per-source `identifier_combos`. `materialise` is applied to each source's weighted frames, which feed both
-    (the stage passes a local checkpoint)."""
+    (the stage passes a local checkpoint). `by`: columns of `records` that split them into groups, each with
+    its own graph (the rows lead with the `by` columns): one pass for several record sets."""
     obs_parts, link_parts = [], []
     for name, source_combos in combos.items():
-        single, multi = (materialise(df) for df in weighted_combos(records, source_combos, name))
-        obs_parts.append(combo_observations(single, multi, name, rules))
-        links = combo_links(single, multi, name, rules)
+        single, multi = (materialise(df) for df in weighted_combos(records, source_combos, name, by))
+        obs_parts.append(combo_observations(single, multi, name, rules, by))
+        links = combo_links(single, multi, name, rules, by)
         if links is not None:
             link_parts.append(links)
     if not obs_parts or not link_parts:
         raise ValueError("no silver source table holds a link rule's identifiers")
-    nodes = nodes_from_observations(reduce(lambda a, b: a.unionByName(b), obs_parts), rules.type_names)
-    return nodes, edges_from_links(reduce(lambda a, b: a.unionByName(b), link_parts))
+    nodes = nodes_from_observations(reduce(lambda a, b: a.unionByName(b), obs_parts), rules.type_names, by)
+    return nodes, edges_from_links(reduce(lambda a, b: a.unionByName(b), link_parts), by)
 
 
-def nodes_from_observations(weighted: DataFrame, type_names: tuple[str, ...]) -> DataFrame:
+def nodes_from_observations(weighted: DataFrame, type_names: tuple[str, ...], by: tuple[str, ...] = ()) -> DataFrame:
     """identity node rows from weighted observations (the columns of `build_nodes`)."""
     from pyspark.sql import functions as F
 
-    return (weighted.groupBy("node_key")
+    return (weighted.groupBy(*by, "node_key")
             .agg(F.first("id_type").alias("id_type"), F.first("id_priority").alias("id_priority"),
                  F.first("scope").alias("scope"), F.min("first_seen_at").alias("first_seen_at"),
                  F.max("last_first_seen_at").alias("last_seen_at"), F.min("anchor_at").alias("anchor_at"),
                  F.sum("n").alias("record_count"))
             .withColumn("display", display_of(F.col("id_type"), F.col("node_key"), type_names))
-            .select("node_key", "id_type", "id_priority", "scope", "display", "first_seen_at", "last_seen_at",
+            .select(*by, "node_key", "id_type", "id_priority", "scope", "display", "first_seen_at", "last_seen_at",
                     "anchor_at", "record_count"))
 
 
@@ -446,15 +451,15 @@ def daily_record_counts(silver: dict[str, DataFrame], rules: IdentityRules, id_t
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
-def edges_from_links(weighted: DataFrame) -> DataFrame:
+def edges_from_links(weighted: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
     """identity edge rows (EDGE_COLUMNS) from weighted link evidence."""
     from pyspark.sql import functions as F
 
-    return (weighted.groupBy("src_key", "dst_key", "rule")
+    return (weighted.groupBy(*by, "src_key", "dst_key", "rule")
             .agg(F.first("source").alias("source"), F.first("rank").alias("rank"),
                  F.min("sample_record_id").alias("sample_record_id"), F.min("first_seen_at").alias("first_seen_at"),
                  F.max("last_seen_at").alias("last_seen_at"), F.sum("n").alias("record_count"))
-            .select(*EDGE_COLUMNS))
+            .select(*by, *EDGE_COLUMNS))
 
 
 def combo_identifiers(combos: DataFrame, source_name: str, rules: IdentityRules) -> DataFrame:

@@ -139,18 +139,23 @@ def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: Da
 
     from cdp.identity.edges import COMBO_KEY, graph_from_combos
 
-    def graph_of(subset: DataFrame) -> tuple[DataFrame, DataFrame]:
+    def graph_of(subset: DataFrame, by: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame]:
         # only the combinations of the subset are read (and their JSON parsed)
         keys = F.broadcast(materialise(record_combo_keys(subset).select(*COMBO_KEY).distinct()))
         return graph_from_combos(subset, {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()},
-                                 rules, materialise=materialise)
+                                 rules, materialise=materialise, by=by)
 
-    nodes_in, edges_in = (materialise(df) for df in graph_of(added))
     if removed.isEmpty():
+        nodes_in, edges_in = (materialise(df) for df in graph_of(added))
         nodes_out = nodes_in.where(F.lit(False))
         edges_out = edges_in.where(F.lit(False))
     else:
-        nodes_out, edges_out = (materialise(df) for df in graph_of(removed))
+        # both contributions in one pass over the combinations: `_incoming` keeps them apart
+        sides = (removed.select(*RECORD_STATE_COLUMNS).withColumn("_incoming", F.lit(False))
+                 .unionByName(added.select(*RECORD_STATE_COLUMNS).withColumn("_incoming", F.lit(True))))
+        nodes_both, edges_both = (materialise(df) for df in graph_of(sides, by=("_incoming",)))
+        nodes_in, nodes_out = (nodes_both.where(F.col("_incoming") == side).drop("_incoming") for side in (True, False))
+        edges_in, edges_out = (edges_both.where(F.col("_incoming") == side).drop("_incoming") for side in (True, False))
     node_rows, node_redo = patch_rows(nodes_before, nodes_out, nodes_in, NODE_AGGREGATES)
     edge_rows, edge_redo = patch_rows(edges_before, edges_out, edges_in, EDGE_AGGREGATES)
     node_rows, edge_rows = materialise(node_rows), materialise(edge_rows)
