@@ -23,7 +23,7 @@ times, and step 4 has nothing to do. The busy-identifier guard
 (`max_records_per_day`) keeps the (node, source, day) counts above the limit; the days a change touches are
 counted again from silver (`update_busy_days`).
 
-    >>> nodes, edges, touched = update_graph(records, combos, combo_ids, removed, added, nodes_before,
+    >>> nodes, edges, touched = update_graph(records, combos_of, combo_ids, removed, added, nodes_before,
     ...                                      edges_before, rules)                         # doctest: +SKIP
 """
 from __future__ import annotations
@@ -53,6 +53,21 @@ def combos_to_state(combos: dict[str, DataFrame]) -> DataFrame:
 
     return reduce(lambda a, b: a.unionByName(b),
                   [c.select("source", "ck1", "ck2", F.to_json("combo").alias("combo_json")) for c in combos.values()])
+
+
+def combos_with_keys(state: DataFrame, fresh: dict[str, DataFrame], schemas: dict, keys: DataFrame,
+                     materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> dict[str, DataFrame]:
+    """Per source, the combinations (source, ck1, ck2, combo) whose COMBO_KEY is in `keys` (a few rows): the
+    persisted ones (`state`, the JSON table) in one scan for all sources, then parsed per source (`schemas`,
+    as in `combos_from_state`), and the run's new ones (`fresh`: per source, not persisted yet)."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.edges import COMBO_KEY
+
+    keys = F.broadcast(keys.select(*COMBO_KEY))
+    persisted = combos_from_state(materialise(state.join(keys, list(COMBO_KEY), "left_semi")), schemas)
+    return {name: persisted[name].unionByName(fresh[name].join(keys, list(COMBO_KEY), "left_semi"))
+            if name in fresh else persisted[name] for name in persisted}
 
 
 def combos_from_state(state: DataFrame, schemas: dict) -> dict[str, DataFrame]:
@@ -117,14 +132,15 @@ def replace_records(before: DataFrame, touched: DataFrame, touched_now: DataFram
             .unionByName(touched_now.select(*RECORD_STATE_COLUMNS)))
 
 
-def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: DataFrame, removed: DataFrame,
+def update_graph(records: DataFrame, combos_of: Callable[[DataFrame], dict[str, DataFrame]], combo_ids: DataFrame,
+                 removed: DataFrame,
                  added: DataFrame, nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
                  materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame, DataFrame]:
     """Nodes and edges after replacing the touched records, and the node keys the touched records carry (before
     or after).
 
-    records: the record state after the replacement (`replace_records`); combos: per source, every combination
-    (source, ck1, ck2, combo); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
+    records: the record state after the replacement (`replace_records`); combos_of: given a frame of COMBO_KEY
+    rows, per source the combinations (source, ck1, ck2, combo) with those keys (`combos_with_keys`); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
     removed: the persisted record-state rows of the touched records that were in the state (their contribution
     goes out); added: the current record-state rows of the touched records (their contribution comes in);
     nodes_before / edges_before: the persisted graph (`nodes_from_table`, `edges_from_table`).
@@ -142,8 +158,7 @@ def update_graph(records: DataFrame, combos: dict[str, DataFrame], combo_ids: Da
     def graph_of(subset: DataFrame, by: tuple[str, ...] = ()) -> tuple[DataFrame, DataFrame]:
         # only the combinations of the subset are read (and their JSON parsed)
         keys = F.broadcast(materialise(record_combo_keys(subset).select(*COMBO_KEY).distinct()))
-        return graph_from_combos(subset, {name: c.join(keys, list(COMBO_KEY), "left_semi") for name, c in combos.items()},
-                                 rules, materialise=materialise, by=by)
+        return graph_from_combos(subset, combos_of(keys), rules, materialise=materialise, by=by)
 
     if removed.isEmpty():
         nodes_in, edges_in = (materialise(df) for df in graph_of(added))

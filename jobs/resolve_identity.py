@@ -421,7 +421,8 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
     from cdp.identity.edges import (COMBO_KEY, combo_identifiers, combo_schema, daily_record_counts,
                                     identifier_combos, record_keys)
     from cdp.identity.guardrails import busy_limits
-    from cdp.identity.incremental import (RECORD_STATE_COLUMNS, combos_from_state, combos_to_state, edges_from_table,
+    from cdp.identity.incremental import (RECORD_STATE_COLUMNS, combos_from_state, combos_to_state, combos_with_keys,
+                                          edges_from_table,
                                           nodes_from_table, replace_records, update_busy_days,
                                           update_graph)
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, RECORD_STATE
@@ -443,8 +444,9 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
             current[name] = df.join(ids, df["source_record_id"].cast("string") == ids["_rid"], "left_semi")
         touched_now = record_keys(current, rules).select(*RECORD_STATE_COLUMNS).localCheckpoint()
         records = replace_records(state_records, touched, touched_now)
-        persisted = combos_from_state(read_table(spark, settings, COMBO_STATE),
-                                      {name: combo_schema(df, name, rules) for name, df in silver.items()})
+        combo_state = read_table(spark, settings, COMBO_STATE)
+        schemas = {name: combo_schema(df, name, rules) for name, df in silver.items()}
+        persisted = combos_from_state(combo_state, schemas)
         fresh = {}
         for name, df in identifier_combos(current, rules).items():
             # the day's few combinations meet the persisted ones as a broadcast (the persisted side, millions of
@@ -460,7 +462,10 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         combo_ids = read_table(spark, settings, COMBO_NODES).unionByName(fresh_ids)
     with step("observations, nodes, edges"):
         # the touched records' persisted form goes out of the graph, their current form comes in
-        nodes, edges, affected = update_graph(records, combos, combo_ids, touched_before, touched_now,
+        def combos_of(keys):
+            return combos_with_keys(combo_state, fresh, schemas, keys, materialise=_checkpoint)
+
+        nodes, edges, affected = update_graph(records, combos_of, combo_ids, touched_before, touched_now,
                                        nodes_from_table(read_table(spark, settings, "identity_nodes"), rules),
                                        edges_from_table(read_table(spark, settings, "identity_edges",
                                                                    version=increment.read_versions["identity_edges"])),
