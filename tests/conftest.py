@@ -29,17 +29,23 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 # The modules whose tests use the session's `daily_world` (a generated landing after one dag.test() run).
 WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_privacy.py"}
+# Modules whose tests share a costly module-scoped fixture: each module goes to one worker as one unit.
+SHARED_FIXTURE_MODULES = {"tests/test_identity_rebuild.py"}
 
 
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs `pytest -n 2`: the WORLD_MODULES go to one worker as one unit, so the world is built once;
-    every other test is a unit of its own and goes to whichever worker is free. (xdist's own `loadgroup` marks
-    do not work with pytest 9, whose node ids xdist can no longer rename.)"""
+    each SHARED_FIXTURE_MODULES module is a unit too; every other test is a unit of its own and goes to whichever
+    worker is free. (xdist's own `loadgroup` marks do not work with pytest 9, whose node ids xdist can no longer
+    rename.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class WorldOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "daily_world" if nodeid.split("::", 1)[0] in WORLD_MODULES else nodeid
+            module = nodeid.split("::", 1)[0]
+            if module in WORLD_MODULES:
+                return "daily_world"
+            return module if module in SHARED_FIXTURE_MODULES else nodeid
 
     return WorldOnOneWorker(config, log)
 

@@ -5,6 +5,9 @@ with four phones where the limit is 3, ...). The changed rules (a copy of conf/i
   - link rule `mp_bind_mobile` removed: A's openid+unionid no longer join A's card+phone -> A splits;
   - mobile `max_per_one_id` 3 -> 4: C009's fourth phone (its own profile on day 1) joins C009 -> a merge.
 Everything else keeps its One-ID.
+
+Both tests start from the same day-1 resolution under the shipped rules (the module fixture `day1`, run once:
+conftest sends this module's tests to one worker).
 """
 from __future__ import annotations
 
@@ -35,6 +38,32 @@ def conf_dir(root: Path, method: str = "array", changed_rules: bool = False) -> 
     return str(root)
 
 
+class Day1:
+    """Day 1 resolved under the shipped rules (method array): the lake's settings and what the run left."""
+
+    def __init__(self, settings, summary, nodes, records, edges):
+        self.settings, self.summary, self.nodes, self.records, self.edges = settings, summary, nodes, records, edges
+
+
+def edge_statuses(spark, settings) -> dict[tuple[str, str, str], str]:
+    from cdp.lake import read_table
+
+    return {(r.src_key, r.dst_key, r.rule): r.status for r in read_table(spark, settings, "identity_edges").collect()}
+
+
+@pytest.fixture(scope="module")
+def day1(spark, tmp_path_factory) -> Day1:
+    from cdp.config import load_settings
+    from cdp.resolve_identity import run
+
+    root = tmp_path_factory.mktemp("rebuild")
+    settings = load_settings("local", overrides={"landing_dir": str(root / "landing"), "lake_dir": str(root / "lake")})
+    write_silver(spark, settings, D1, DAY1)
+    summary = run(spark, settings, D1)
+    return Day1(settings, {k: v for k, v in summary.items() if k != "run_date"}, node_map(spark, settings),
+                record_map(spark, settings), edge_statuses(spark, settings))
+
+
 def node_map(spark, settings):
     """{node_key: one_id} of every node (None for blocked/shared ones)."""
     from cdp.lake import read_table
@@ -43,20 +72,17 @@ def node_map(spark, settings):
 
 
 @pytest.mark.spark
-def test_rebuild_applies_new_rules_like_a_run_from_scratch(spark, make_settings, tmp_path):
+def test_rebuild_applies_new_rules_like_a_run_from_scratch(spark, make_settings, tmp_path, day1):
     from cdp.cli import main as cdp_main
     from cdp.identity.stable_ids import one_id_for
     from cdp.lake import read_table
     from cdp.resolve_identity import run
 
-    old = make_settings(lake_dir=str(tmp_path / "lake"))
-    write_silver(spark, old, D1, DAY1)
-    run(spark, old, D1)
-    before_nodes, before_records = node_map(spark, old), record_map(spark, old)
+    before_nodes, before_records = day1.nodes, day1.records
 
     # ---- rebuild under the new rules, applied (the CLI path: no --dry-run) -----------------------------------
     new_conf = conf_dir(tmp_path / "conf_new", changed_rules=True)
-    new = make_settings(lake_dir=str(tmp_path / "lake"), conf_dir=new_conf)
+    new = make_settings(lake_dir=day1.settings.lake_dir, conf_dir=new_conf)
     assert cdp_main(["identity", "rebuild", "--lake", new.lake_dir, "--conf-dir", new_conf, "--date", str(D1)]) == 0
     o_a, u_a = f"openid:wxapp:{h('openid', 'oA')}", f"unionid:{h('unionid', 'uA')}"
     a_id, c9_id, m94_id = before_nodes[card("C001")], before_nodes[card("C009")], before_nodes[mob(M9[3])]
@@ -85,20 +111,18 @@ def test_rebuild_applies_new_rules_like_a_run_from_scratch(spark, make_settings,
 
 
 @pytest.mark.spark
-def test_method_spark_from_config_gives_the_default_methods_result(spark, make_settings, tmp_path):
+def test_method_spark_from_config_gives_the_default_methods_result(spark, make_settings, tmp_path, day1):
     from cdp.identity.config import load_identity_rules
-    from cdp.lake import read_table
     from cdp.resolve_identity import run
 
-    results = {}
-    for method in ("array", "spark"):
-        settings = make_settings(lake_dir=str(tmp_path / method), conf_dir=conf_dir(tmp_path / f"conf_{method}", method))
-        assert load_identity_rules(settings).method == method
-        write_silver(spark, settings, D1, DAY1)
-        summary = run(spark, settings, D1)
-        edges = {(r.src_key, r.dst_key, r.rule): r.status for r in read_table(spark, settings, "identity_edges").collect()}
-        results[method] = (node_map(spark, settings), record_map(spark, settings), edges,
-                           {k: v for k, v in summary.items() if k != "run_date"})
+    assert load_identity_rules(day1.settings).method == "array"     # day 1 ran the shipped (default) method
+    settings = make_settings(lake_dir=str(tmp_path / "spark"), conf_dir=conf_dir(tmp_path / "conf_spark", "spark"))
+    assert load_identity_rules(settings).method == "spark"
+    write_silver(spark, settings, D1, DAY1)
+    summary = run(spark, settings, D1)
+    results = {"array": (day1.nodes, day1.records, day1.edges, day1.summary),
+               "spark": (node_map(spark, settings), record_map(spark, settings), edge_statuses(spark, settings),
+                         {k: v for k, v in summary.items() if k != "run_date"})}
     assert results["spark"] == results["array"]
     # the data exercises the limit path of the distributed engine: C009's fourth phone link is dropped
     edges = results["spark"][2]
