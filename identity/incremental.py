@@ -6,8 +6,8 @@ daily run starts from (tables `identity_record_state`, `identity_combo_state`). 
 silver rows of the *touched* records (changed since the last run, or newly inside the run's date window) and:
 
 1. replaces the touched records in the record state (a record whose rows are gone leaves it);
-2. derives the node and edge rows of the touched records twice: over their persisted form (the contribution
-   that goes out) and over their current form (the contribution that comes in);
+2. derives the node and edge rows of the touched records over their persisted form (the contribution that goes
+   out) and over their current form (the contribution that comes in), in one pass kept apart by a group column;
 3. patches the persisted row of every identifier and link they carry (`patch_rows`): the aggregates (first/last
    seen, anchor, record count, sample record) are mins, maxes and sums, so the persisted row combined with the
    new rows equals the row over all records; a count is also exact after a subtraction, and so is a min (max)
@@ -133,14 +133,14 @@ def replace_records(before: DataFrame, touched: DataFrame, touched_now: DataFram
 
 
 def update_graph(records: DataFrame, combos_of: Callable[[DataFrame], dict[str, DataFrame]], combo_ids: DataFrame,
-                 removed: DataFrame,
-                 added: DataFrame, nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
+                 removed: DataFrame, added: DataFrame, nodes_before: DataFrame, edges_before: DataFrame, rules: IdentityRules,
                  materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame, DataFrame]:
     """Nodes and edges after replacing the touched records, and the node keys the touched records carry (before
     or after).
 
     records: the record state after the replacement (`replace_records`); combos_of: given a frame of COMBO_KEY
-    rows, per source the combinations (source, ck1, ck2, combo) with those keys (`combos_with_keys`); combo_ids: their identifiers (`edges.combo_identifiers`, all sources);
+    rows, per source the combinations (source, ck1, ck2, combo) with those keys (`combos_with_keys`);
+    combo_ids: the identifiers of every combination (`edges.combo_identifiers`, all sources);
     removed: the persisted record-state rows of the touched records that were in the state (their contribution
     goes out); added: the current record-state rows of the touched records (their contribution comes in);
     nodes_before / edges_before: the persisted graph (`nodes_from_table`, `edges_from_table`).
