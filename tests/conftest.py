@@ -29,8 +29,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 # The modules whose tests use the session's `daily_world` (a generated landing after one dag.test() run).
 WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_privacy.py"}
-# Modules whose tests share a costly module-scoped fixture: each module goes to one worker as one unit.
-SHARED_FIXTURE_MODULES = {"tests/test_identity_rebuild.py"}
+# Modules whose tests share a module-scoped fixture (a costly one, or a lake the tests advance in file order, as
+# test_tags_spark's day 1 -> day 2 -> retention): each module goes to one worker as one unit, its tests in order.
+SHARED_FIXTURE_MODULES = {"tests/test_identity_rebuild.py", "tests/test_tags_spark.py"}
 
 
 def pytest_xdist_make_scheduler(config, log):
