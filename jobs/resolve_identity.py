@@ -422,8 +422,7 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                                     identifier_combos, record_keys)
     from cdp.identity.guardrails import busy_limits
     from cdp.identity.incremental import (RECORD_STATE_COLUMNS, combos_from_state, combos_to_state, combos_with_keys,
-                                          edges_from_table,
-                                          nodes_from_table, replace_records, update_busy_days,
+                                          edges_from_table, nodes_from_table, replace_records, update_busy_days,
                                           update_graph)
     from cdp.identity_state import BUSY_DAYS, COMBO_NODES, COMBO_STATE, RECORD_STATE
     from cdp.lake import read_table

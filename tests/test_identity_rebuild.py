@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,11 +40,15 @@ def conf_dir(root: Path, method: str = "array", changed_rules: bool = False) -> 
     return str(root)
 
 
+@dataclass(frozen=True)
 class Day1:
     """Day 1 resolved under the shipped rules (method array): the lake's settings and what the run left."""
 
-    def __init__(self, settings, summary, nodes, records, edges):
-        self.settings, self.summary, self.nodes, self.records, self.edges = settings, summary, nodes, records, edges
+    settings: Any
+    summary: dict
+    nodes: dict
+    records: dict
+    edges: dict
 
 
 def edge_statuses(spark, settings) -> dict[tuple[str, str, str], str]:
