@@ -83,6 +83,27 @@ def test_bgnbd_recovers_known_parameters():
     assert model.p_alive(np.array([0.0]), np.array([0.0]), np.array([39.0]))[0] == 1.0
 
 
+def test_expected_purchases_stay_finite_where_the_closed_form_overflows():
+    # A base with no heterogeneity (steady buyers, no dropout) sends the maximum-likelihood fit to huge r, alpha,
+    # a, b (seen on a real fit: scipy's hyp2f1 overflows there and equation 10 gave NaN). The quadrature it falls
+    # back on agrees with the closed form where that works...
+    from cdp.models.bgnbd import _expected_if_alive_by_quadrature
+
+    x, T = np.array([0.0, 3.0, 12.0, 40.0]), np.array([20.0, 120.0, 300.0, 700.0])
+    for r, alpha, a, b in [(0.243, 4.414, 0.793, 2.426), (1.2, 30.0, 2.5, 8.0), (2981.0, 80000.0, 50.0, 500.0)]:
+        model = BetaGeoModel(params_={"r": r, "alpha": alpha, "a": a, "b": b})
+        closed = model.expected_purchases(x, T, T, 365.0)
+        quadrature = model.p_alive(x, T, T) * _expected_if_alive_by_quadrature(r, alpha, a, b, x, T, 365.0)
+        assert quadrature == pytest.approx(closed, rel=1e-6)
+    # ...and where it overflows, gives the limit: a fixed rate lambda and a fixed dropout probability p
+    r, alpha, a, b = 65987.39, 1862544.57, 274.56, 2764.69
+    model = BetaGeoModel(params_={"r": r, "alpha": alpha, "a": a, "b": b})
+    x, t_x, T = np.array([5.0, 6.0, 0.0]), np.array([120.0, 150.0, 0.0]), np.array([366.0, 363.0, 100.0])
+    got = model.expected_purchases(x, t_x, T, 365.0)
+    lam, p = (r + x) / (alpha + T), a / (a + b + x)
+    assert got == pytest.approx(model.p_alive(x, t_x, T) * (1 - np.exp(-lam * p * 365.0)) / p, rel=1e-3)
+
+
 def test_gamma_gamma_shrinks_toward_population_mean():
     rng = np.random.default_rng(3)
     x = rng.integers(1, 10, 2000).astype(float)

@@ -92,7 +92,7 @@ def test_models_platform_path(spark, settings):
     assert scores.groupBy("one_id", "model", "scored_date").count().where("count > 1").count() == 0
     grades = {(r["model"], r["grade"]) for r in scores.select("model", "grade").distinct().collect()}
     assert {g for m, g in grades} <= {"high", "medium", "low"}
-    assert scores.where((F.col("score") < 0) | F.col("score").isNull()).count() == 0
+    assert scores.where((F.col("score") < 0) | F.col("score").isNull() | F.isnan("score")).count() == 0
     assert scores.where((F.col("model").isin("churn", "repurchase")) & (F.col("score") > 1)).count() == 0
 
     # 3. running again replaces the run date's rows: same table content
