@@ -27,6 +27,27 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 
+# Spark for test-sized data, given to every session the tests start through `CDP_SPARK_CONF` (cdp.config): the
+# session fixture below, the stages a DAG's tasks run in-process (they build the session from the settings
+# again, and a runtime SQL conf they pass would replace the test's for the rest of the worker) and the `cdp`
+# and `airflow` subprocesses some tests launch. At these sizes compiling generated code (Janino) is most of the
+# CPU time, so expressions are interpreted (Spark's own NO_CODEGEN test mode): one identity test took 62 s
+# instead of 101 s. Results do not depend on it; production keeps Spark's default (code generation).
+TEST_SPARK_CONF = {
+    "spark.master": "local[2]",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "2g",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.databricks.delta.snapshotPartitions": "1",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+os.environ["CDP_SPARK_CONF"] = ",".join(f"{key}={value}" for key, value in TEST_SPARK_CONF.items())
+
 # The modules whose tests use the session's `daily_world` (a generated landing after one dag.test() run).
 WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_privacy.py"}
 # Modules whose tests share a module-scoped fixture (a costly one, or a lake the tests advance in file order, as
@@ -56,17 +77,8 @@ def spark():
     from cdp.config import load_settings
     from cdp.spark import build_spark
 
-    settings = load_settings("local")
-    spark = build_spark(settings.spark, extra_conf={
-        "spark.master": "local[2]",
-        "spark.sql.shuffle.partitions": "1",
-        "spark.default.parallelism": "2",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.driver.memory": "2g",
-        "spark.sql.adaptive.enabled": "false",
-        "spark.databricks.delta.snapshotPartitions": "1",
-    })
+    settings = load_settings("local")   # the profile + TEST_SPARK_CONF, through CDP_SPARK_CONF
+    spark = build_spark(settings.spark)
     yield spark
     spark.stop()
 

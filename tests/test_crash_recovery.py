@@ -65,8 +65,8 @@ KILLS = {
     "tags": "gold_tags_long:during",
     "segments": "gold_segment_members:during",
 }
-SUBPROCESS_SPARK_CONF = ("spark.sql.shuffle.partitions=1,spark.default.parallelism=2,spark.driver.memory=1g,"
-                         "spark.sql.adaptive.enabled=false,spark.databricks.delta.snapshotPartitions=1")
+# conftest's test Spark conf (inherited through CDP_SPARK_CONF), with a smaller driver: four of them run at once
+SUBPROCESS_SPARK_CONF = os.environ["CDP_SPARK_CONF"] + ",spark.driver.memory=1g"
 
 
 class World:
