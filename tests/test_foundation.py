@@ -62,6 +62,18 @@ def test_spark_hmac_equals_python_hmac_and_delta_roundtrip(spark, settings):
     merge_table(spark, spark.createDataFrame([(2, "B"), (3, "c")], "id int, v string"), settings, "silver_stores", keys=["id"])
     merge_table(spark, spark.createDataFrame([(2, "B"), (3, "c")], "id int, v string"), settings, "silver_stores", keys=["id"])
     assert sorted(map(tuple, read_table(spark, settings, "silver_stores").collect())) == [(1, "a"), (2, "B"), (3, "c")]
+    # the version read without a Spark job is the one Delta's history reports, also after another writer's commit
+    from delta.tables import DeltaTable
+
+    from cdp.lake import table_version
+
+    def history_version() -> int:
+        return max(r.version for r in DeltaTable.forPath(spark, settings.table_path("silver_stores")).history().collect())
+
+    assert table_version(spark, settings, "silver_catalog") is None
+    assert table_version(spark, settings, "silver_stores") == history_version() == 2
+    rows.write.format("delta").mode("append").save(settings.table_path("silver_stores"))
+    assert table_version(spark, settings, "silver_stores") == history_version() == 3
 
 
 @pytest.mark.spark
