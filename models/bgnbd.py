@@ -168,8 +168,12 @@ def _expected_if_alive_by_quadrature(r: float, alpha: float, a: float, b: float,
         log_weight = -a * np.logaddexp(0.0, -s) - b1 * np.logaddexp(0.0, s)
         weight = gw * np.exp(log_weight - log_weight.max())
         p = special.expit(s)
-        ratio = np.log1p(np.outer(horizon / (alpha + T[rows]), p))   # ln((alpha+T+p t) / (alpha+T))
-        per_p = -np.expm1(-(r + value) * ratio) / p
+        k = horizon / (alpha + T[rows])
+        kp = np.outer(k, p)
+        c = r + value
+        exact = -np.expm1(-c * np.log1p(kp)) / np.where(p > 0, p, 1.0)   # ln1p(kp) = ln((alpha+T+p t) / (alpha+T))
+        # p -> 0 (a tiny a puts the grid far into the left tail, where p underflows): the limit c k, no dropout
+        per_p = np.where((c + 1) * kp < 1e-10, c * k[:, None], exact)
         out[rows] = per_p @ weight / weight.sum()
     return out
 

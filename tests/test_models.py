@@ -102,6 +102,10 @@ def test_expected_purchases_stay_finite_where_the_closed_form_overflows():
     got = model.expected_purchases(x, t_x, T, 365.0)
     lam, p = (r + x) / (alpha + T), a / (a + b + x)
     assert got == pytest.approx(model.p_alive(x, t_x, T) * (1 - np.exp(-lam * p * 365.0)) / p, rel=1e-3)
+    # a fit with almost no dropout (a -> 0, seen on a real fit: a = 4.5e-5): the rate times the horizon
+    with np.errstate(invalid="raise", divide="raise"):
+        assert _expected_if_alive_by_quadrature(r, alpha, 4.5e-5, b, x, T, 365.0) == pytest.approx(
+            lam * 365.0, rel=1e-3)
 
 
 def test_gamma_gamma_shrinks_toward_population_mean():
