@@ -1,7 +1,6 @@
 """Erasure (PIPL art. 47): after `erase` by mobile, no file of the lake holds the person's phone, cards or ids."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -20,19 +19,20 @@ def _table_texts(spark, settings):
     return out
 
 
-def test_erase_by_mobile_removes_person_everywhere(spark, make_settings, tmp_path):
+def test_erase_by_mobile_removes_person_everywhere(spark, daily_world, tmp_path):
+    """On a copy of the session's daily world (every stage ran, models, tags and segments included), so the
+    erasure is checked against every table a daily run writes."""
+    import shutil
+
     from pyspark.sql import functions as F
 
+    from cdp.config import load_settings
     from cdp.erasure import erase
-    from cdp.generator import generate
     from cdp.lake import read_table
-    from cdp.pipeline import run_pipeline
 
-    settings = make_settings()
-    landing = Path(settings.landing_dir)
-    generate(landing, customers=40, days=20, seed=5)
-    run_date = dt.date.fromisoformat((landing / "_end_date").read_text().strip())
-    run_pipeline(spark, settings, run_date, stages=("ingest", "identity", "profiles"))
+    lake = tmp_path / "lake"
+    shutil.copytree(daily_world.lake, lake)
+    settings = load_settings("local", overrides={"landing_dir": str(daily_world.landing), "lake_dir": str(lake)})
 
     # the person: the active mobile node whose One-ID has the most identifiers (so cards and ids are erased too)
     nodes = read_table(spark, settings, "identity_nodes").where(F.col("one_id").isNotNull())
