@@ -5,6 +5,7 @@ generator's ground truth.
     python -m benchmarks.bench_identity_stage --customers 100000 --work /tmp/bench
     python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality
     python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality --fresh --daily
+    python -m benchmarks.bench_identity_stage --customers 1000000 --work /work/bench --no-quality --replay
 
 Steps: generate the landing folder into `<work>/c<customers>/landing` (skipped when `_end_date` exists), ingest
 it into `<work>/c<customers>/lake` (skipped when silver exists; not timed here: the ingestion has its own
@@ -12,6 +13,10 @@ benchmark), then time `cdp.resolve_identity.run` for the end date `--runs` times
 identity tables is a first resolution; later runs are no-change re-runs), each step of the stage separately, and
 score the record map against `_truth/records.csv` (pairwise precision/recall with group counts, recall of what
 the links allow). `--fresh` drops the identity tables (and the silver `one_id` values) before the first run.
+
+`--daily` also keeps the lake as it stands just before the daily run in `<work>/c<customers>/daily_start` (data
+files hard-linked, Delta logs copied); `--replay` puts that lake back and times the same daily run (and its
+full-pass baseline) again, so a code change is measured on the same day without the first resolution.
 
 CPU seconds are user + system time of this process and its children (the Spark JVM), so on a shared machine
 they say more than wall time. The tables go to benchmarks/out/ and are meant for docs/benchmarks.md under
@@ -111,6 +116,19 @@ def _land_held_out(spark, settings, held: Path) -> None:
     shutil.rmtree(held)
 
 
+def _link_copy(src: Path, dst: Path) -> None:
+    """A copy of a lake that costs no disk: data files are immutable in Delta, so they are hard-linked; the
+    `_delta_log` folders, where a file can be rewritten in place (`_last_checkpoint`), are copied."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    for folder, _, files in os.walk(src):
+        rel = Path(folder).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        copy = "_delta_log" in rel.parts
+        for name in files:
+            (shutil.copy2 if copy else os.link)(Path(folder) / name, dst / rel / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -127,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                              "before is resolved (first resolution), the end date's rows are appended again (as "
                              "ingestion writes a new day), then the end date's daily (incremental) run, then a "
                              "full pass of the end date (the baseline, which must change nothing)")
+    parser.add_argument("--replay", action="store_true",
+                        help="put back the lake a --daily benchmark kept before its daily run and time that daily "
+                             "run and its baseline again")
+    parser.add_argument("--no-baseline", action="store_true", help="with --daily or --replay: skip the full pass")
     args = parser.parse_args(argv)
     from cdp.entry import setup_logging
 
@@ -139,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work) / f"c{args.customers}"
     landing, lake = work / "landing", work / "lake"
+    daily_start = work / "daily_start"
+    if args.replay:
+        if not daily_start.exists():
+            parser.error(f"--replay needs {daily_start}: run with --daily first")
+        _link_copy(daily_start, lake)
     prep = []
     if not (landing / "_end_date").exists():
         from cdp.generator import generate
@@ -158,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         ingest(spark, settings, run_date)
         prep.append(("ingest (not identity)", time.perf_counter() - start))
-    if args.fresh:
+    if args.fresh and not args.replay:
         _drop_identity(spark, settings)
     held = work / "held_out_last_day"
-    if held.exists():            # an interrupted --daily benchmark: the day goes back first
+    if held.exists() and not args.replay:   # an interrupted --daily benchmark: the day goes back first
         _land_held_out(spark, settings, held)
-    if args.daily:
+    if args.daily and not args.replay:
         _hold_out(spark, settings, held, run_date)
 
     from cdp.resolve_identity import run
@@ -192,11 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                        indent=2, default=str))
         return report
 
-    if args.daily:
+    if args.replay:
+        plan = [(f"daily run {run_date} (incremental, replayed)", run_date, False),
+                (f"full pass {run_date} (baseline)", run_date, True)]
+        del plan[1 if args.no_baseline else 2:]
+    elif args.daily:
         day_before = run_date - dt.timedelta(days=1)
         plan = [(f"first resolution {day_before}", day_before, False),
                 (f"daily run {run_date} (incremental)", run_date, False),
                 (f"full pass {run_date} (baseline)", run_date, True)]
+        del plan[2 if args.no_baseline else 3:]
     else:
         plan = [("first run" if i == 0 else f"re-run {i} (no change)", run_date, False) for i in range(args.runs)]
     for label, day, full in plan:
@@ -204,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             _land_held_out(spark, settings, held)
             prep.append((f"land {run_date} (appends, as ingestion does; not identity)", time.perf_counter() - start))
+            _link_copy(lake, daily_start)
         meter = StepMeter(spark, label)
         with meter("whole stage"):
             summary = run(spark, settings, day, step=meter, full=full)
