@@ -484,6 +484,21 @@ def combo_best_nodes(combos: DataFrame, source_name: str, rules: IdentityRules, 
     (struct id_priority, node_key, one_id; the rule of `persist.record_one_ids`)."""
     from pyspark.sql import functions as F
 
-    return (combo_identifiers(combos, source_name, rules)
-            .join(node_one_ids.select("node_key", "one_id"), "node_key")
-            .groupBy(*COMBO_KEY).agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("best")))
+    return best_of_identifiers(combo_identifiers(combos, source_name, rules)
+                               .join(node_one_ids.select("node_key", "one_id"), "node_key"))
+
+
+def best_of_identifiers(identifiers: DataFrame) -> DataFrame:
+    """source, ck1, ck2, best from rows (COMBO_KEY, node_key, id_priority, one_id) of identifiers that have a
+    One-ID: per combination the most trusted (id_priority, then node_key)."""
+    from pyspark.sql import functions as F
+
+    return identifiers.groupBy(*COMBO_KEY).agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("best"))
+
+
+def priority_of_key(node_key: Column, rules: IdentityRules) -> Column:
+    """The id_priority of an identifier from its node key (`<type>:...`, see `node_key_col`)."""
+    from pyspark.sql import functions as F
+
+    priority = F.create_map(*[x for t in rules.type_names for x in (F.lit(t), F.lit(rules.priority(t)))])
+    return priority[F.substring_index(node_key, ":", 1)].cast("int")

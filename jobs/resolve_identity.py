@@ -671,7 +671,7 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
     records and those carrying a node whose One-ID changed. Records whose rows are all gone leave the map."""
     from pyspark.sql import functions as F
 
-    from cdp.identity.edges import COMBO_KEY, combo_best_nodes
+    from cdp.identity.edges import COMBO_KEY, best_of_identifiers, priority_of_key
     from cdp.identity.incremental import RECORD_KEY, record_combo_keys, records_carrying
     from cdp.identity.persist import record_one_ids
     from cdp.lake import read_table, replace_rows, table_exists
@@ -689,9 +689,14 @@ def _write_record_map_incremental(spark: SparkSession, settings: Settings, run_d
         subject = subject.localCheckpoint()
         candidates = F.broadcast(subject.select(*key))
         wanted = F.broadcast(record_combo_keys(subject).select(*COMBO_KEY).distinct().localCheckpoint())
-        best = reduce(lambda a, b: a.unionByName(b),
-                      [combo_best_nodes(c.join(wanted, list(COMBO_KEY), "left_semi").localCheckpoint(), name, rules,
-                                        res.node_one_ids) for name, c in res.combos.items()]).localCheckpoint()
+        # their combinations' identifiers from the (combination, identifier) rows: one scan for every source, no
+        # combination JSON parsed; the few rows meet the One-IDs of all nodes as a broadcast
+        ids = res.combo_ids.join(wanted, list(COMBO_KEY), "left_semi").localCheckpoint()
+        if ids.count() <= MERGE_BROADCAST_MAX_ROWS:
+            ids = F.broadcast(ids)
+        best = best_of_identifiers(res.node_one_ids.select("node_key", "one_id").join(ids, "node_key")
+                                   .withColumn("id_priority", priority_of_key(F.col("node_key"), rules))
+                                   ).localCheckpoint()
         now = record_one_ids(subject.select(*key, "ckeys"), best)
         before = read_table(spark, settings, "identity_record_map").join(candidates, key, "left_semi").select(
             *key, F.col("one_id").alias("_before"), F.lit(True).alias("_present"))
