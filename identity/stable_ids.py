@@ -101,7 +101,7 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     label_ix = label_ix.astype(np.int64)
 
     # 1. anchors: in (first_seen_at, node_key) order the first node of a label / of a previous id is its anchor
-    order = _anchor_order(nodes)
+    order = _anchor_order(nodes, node_keys)
     _, first = np.unique(label_ix[order], return_index=True)
     anchor = order[first]                                   # per component (label_ix): its anchor node row
     home = np.full(len(ids), -1, dtype=np.int64)            # per previous id: the node row of its anchor
@@ -134,13 +134,13 @@ def assign_one_ids(nodes: pd.DataFrame, previous: pd.DataFrame, run_at: dt.datet
     return node_map, events
 
 
-def _anchor_order(nodes: pd.DataFrame) -> np.ndarray:
-    """Row order by (first_seen_at, node_key), sorted by Arrow in C++ (pandas sorts object strings in Python)."""
+def _anchor_order(nodes: pd.DataFrame, node_keys) -> np.ndarray:
+    """Row order by (first_seen_at, node_key), sorted by Arrow in C++ (pandas sorts object strings in Python).
+    node_keys: the `node_key` column as an Arrow array."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = pa.table({"first_seen_at": pa.array(nodes["first_seen_at"]),
-                      "node_key": pa.array(nodes["node_key"].astype(object), type=pa.string())})
+    table = pa.table({"first_seen_at": pa.array(nodes["first_seen_at"]), "node_key": node_keys})
     return pc.sort_indices(table, sort_keys=[("first_seen_at", "ascending"), ("node_key", "ascending")]).to_numpy()
 
 
@@ -149,8 +149,9 @@ def _new_ids(anchor_keys: np.ndarray, taken: set[str]) -> np.ndarray:
     ids = np.array([one_id_for(k) for k in anchor_keys.tolist()], dtype=object)
     attempt = 0
     while True:
-        seen = pd.Series(ids, dtype=object)
-        clash = seen.isin(taken).to_numpy() | seen.duplicated(keep="first").to_numpy()
+        # the new ids are few, the ids in use many: look each new one up (not a hash table of all ids in use)
+        clash = (np.array([i in taken for i in ids.tolist()], dtype=bool)
+                 | pd.Series(ids, dtype=object).duplicated(keep="first").to_numpy())
         if not clash.any():
             return ids
         attempt += 1

@@ -134,7 +134,10 @@ def read_previous(spark: SparkSession, settings: Settings) -> tuple[pd.DataFrame
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     nodes = _optional(spark, settings, "identity_nodes")
     if nodes is not None:
-        previous = nodes.where(F.col("one_id").isNotNull()).select("node_key", "one_id", "anchor_at").toPandas()
+        # the strings stay Arrow-backed (no Python object per key; the stable-id step hashes them as Arrow)
+        table = nodes.where(F.col("one_id").isNotNull()).select("node_key", "one_id", "anchor_at").toArrow()
+        previous = table.to_pandas(types_mapper=_arrow_backed_strings)
+        previous["anchor_at"] = _naive(previous["anchor_at"], spark)
     else:
         previous = pd.DataFrame({"node_key": pd.Series(dtype=str), "one_id": pd.Series(dtype=str),
                                  "anchor_at": pd.Series(dtype="datetime64[ns]")})
@@ -272,7 +275,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
                                  "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
                                  "label": comps.labels})
         # rows of `previous` by node (and back): hashed once by Arrow, not by pandas merges on strings
-        in_previous = _positions(nodes_pd["node_key"], previous["node_key"])
+        in_previous = _arrow_positions(node_table["node_key"], _arrow_column(previous["node_key"]))
         if len(previous) and "anchor_at" in previous:
             kept = pd.to_datetime(previous["anchor_at"]).to_numpy()[np.maximum(in_previous, 0)]
             kept[in_previous < 0] = np.datetime64("NaT")
@@ -283,10 +286,11 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
         # persisted nodes whose One-ID moved (merged, split, blocked, gone): their records need a new look; a
         # node that is new this run comes with a touched record
-        now_row = _positions(previous["node_key"], node_map["node_key"])
+        now_row = np.full(len(previous), -1, dtype=np.int64)    # node_map (= nodes_pd) row of each previous node
+        now_row[in_previous[in_previous >= 0]] = np.flatnonzero(in_previous >= 0)
         now_id = np.where(now_row >= 0, node_map["one_id"].to_numpy(dtype=object)[np.maximum(now_row, 0)], "") \
             if len(node_map) else np.full(len(previous), "", dtype=object)
-        before = previous["one_id"].to_numpy(dtype=object)
+        before = previous["one_id"].to_numpy(dtype=object, na_value=None)
         differs = pd.notna(before) & (before != now_id)
         changed_nodes = previous["node_key"][differs].reset_index(drop=True)
 
@@ -499,18 +503,24 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         "new_combo_nodes": fresh_ids}
 
 
-def _positions(keys: pd.Series, within: pd.Series) -> np.ndarray:
-    """For each of `keys` its row in `within` (unique keys), -1 when absent (Arrow hashes in C++)."""
+def _arrow_backed_strings(arrow_type):
+    """`types_mapper` of Arrow's to_pandas: string columns stay Arrow-backed (pd.ArrowDtype)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    found = pc.index_in(pa.array(keys.astype(object), type=pa.string()),
-                        value_set=pa.array(within.astype(object), type=pa.string()))
-    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+    return pd.ArrowDtype(arrow_type) if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else None
+
+
+def _arrow_column(values: pd.Series):
+    """A pandas column of strings as an Arrow array (no copy when it is Arrow-backed)."""
+    import pyarrow as pa
+
+    if isinstance(values.dtype, pd.ArrowDtype):
+        return pa.array(values.array)
+    return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
 def _arrow_positions(keys, within) -> np.ndarray:
-    """`_positions` for Arrow arrays (no Python string objects)."""
+    """For each of `keys` its row in `within` (unique keys), -1 when absent (Arrow hashes in C++)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
