@@ -65,8 +65,8 @@ class StepMeter:
 
 
 def _table(rows: list[dict]) -> str:
-    # RSS sums the processes' resident pages, so a momentary fork of the JVM (a shell command Hadoop runs)
-    # counts its 10+ GB twice; PSS splits shared pages between the processes that share them
+    # RSS sums the processes' resident pages, so pages two processes share (a momentary child of the JVM, the
+    # likely cause of single steps showing 20-25 GB) count twice; PSS splits them between the sharers
     lines = ["| run | step | wall s | CPU s | Spark jobs | peak RSS MB (driver + JVM) | peak PSS MB |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -496,9 +496,16 @@ def best_of_identifiers(identifiers: DataFrame) -> DataFrame:
     return identifiers.groupBy(*COMBO_KEY).agg(F.min(F.struct("id_priority", "node_key", "one_id")).alias("best"))
 
 
+def priority_of_type(id_type: Column, rules: IdentityRules) -> Column:
+    """The id_priority (0 = most trusted, `IdentityRules.priority`) of a column of identifier type names."""
+    from pyspark.sql import functions as F
+
+    priority = F.create_map(*[x for t in rules.type_names for x in (F.lit(t), F.lit(rules.priority(t)))])
+    return priority[id_type].cast("int")
+
+
 def priority_of_key(node_key: Column, rules: IdentityRules) -> Column:
     """The id_priority of an identifier from its node key (`<type>:...`, see `node_key_col`)."""
     from pyspark.sql import functions as F
 
-    priority = F.create_map(*[x for t in rules.type_names for x in (F.lit(t), F.lit(rules.priority(t)))])
-    return priority[F.substring_index(node_key, ":", 1)].cast("int")
+    return priority_of_type(F.substring_index(node_key, ":", 1), rules)

@@ -94,6 +94,8 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
     """
     from pyspark.sql import functions as F
 
+    from cdp.identity.edges import priority_of_type
+
     thresholds = {t.name: t.shared_threshold for t in rules.identifier_types if t.shared_threshold > 0}
     empty = nodes.sparkSession.createDataFrame([], "node_key string, reason string, detail string")
     if not thresholds:
@@ -105,7 +107,6 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
     both = (both.join(gone, "node_key", "left_anti")
             .join(gone.withColumnRenamed("node_key", "other"), "other", "left_anti"))
     # a node's own type is the prefix of its key; the other end's type, priority and scope come from the nodes
-    priority = F.create_map(*[x for t in rules.identifier_types for x in (F.lit(t.name), F.lit(rules.priority(t.name)))])
     my_type = F.substring_index(F.col("node_key"), ":", 1)
     them = nodes.select(F.col("node_key").alias("other"), F.col("id_type").alias("other_type"),
                         F.col("id_priority").alias("other_priority"), F.col("scope").alias("other_scope"))
@@ -114,7 +115,7 @@ def shared_nodes(edges: DataFrame, nodes: DataFrame, rules: IdentityRules, exclu
                .withColumn("threshold", threshold[F.col("id_type")])
                .where(F.col("threshold").isNotNull())
                .join(them, "other")
-               .where(F.col("other_priority") < priority[F.col("id_type")])
+               .where(F.col("other_priority") < priority_of_type(F.col("id_type"), rules))
                .groupBy("node_key", "id_type", "threshold", "other_type", "other_scope")
                .agg(F.count(F.lit(1)).alias("n"))   # the pairs are distinct, so every `other` once
                .where(F.col("n") > F.col("threshold")))

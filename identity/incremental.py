@@ -83,8 +83,9 @@ def nodes_from_table(identity_nodes: DataFrame, rules: IdentityRules) -> DataFra
     """The graph columns of persisted `identity_nodes` rows (the columns of `edges.build_nodes`)."""
     from pyspark.sql import functions as F
 
-    priority = F.create_map(*[x for t in rules.identifier_types for x in (F.lit(t.name), F.lit(rules.priority(t.name)))])
-    return identity_nodes.select("node_key", "id_type", priority[F.col("id_type")].cast("int").alias("id_priority"),
+    from cdp.identity.edges import priority_of_type
+
+    return identity_nodes.select("node_key", "id_type", priority_of_type(F.col("id_type"), rules).alias("id_priority"),
                                  "scope", "display", "first_seen_at", "last_seen_at", "anchor_at", "record_count")
 
 
