@@ -172,9 +172,8 @@ def update_graph(records: DataFrame, combos_of: Callable[[DataFrame], dict[str, 
         nodes_both, edges_both = (materialise(df) for df in graph_of(sides, by=("_incoming",)))
         nodes_in, nodes_out = (nodes_both.where(F.col("_incoming") == side).drop("_incoming") for side in (True, False))
         edges_in, edges_out = (edges_both.where(F.col("_incoming") == side).drop("_incoming") for side in (True, False))
-    node_rows, node_redo = patch_rows(nodes_before, nodes_out, nodes_in, NODE_AGGREGATES)
-    edge_rows, edge_redo = patch_rows(edges_before, edges_out, edges_in, EDGE_AGGREGATES)
-    node_rows, edge_rows = materialise(node_rows), materialise(edge_rows)
+    node_rows, node_redo = patch_rows(nodes_before, nodes_out, nodes_in, NODE_AGGREGATES, materialise)
+    edge_rows, edge_redo = patch_rows(edges_before, edges_out, edges_in, EDGE_AGGREGATES, materialise)
     touched = materialise(nodes_out.select("node_key").unionByName(nodes_in.select("node_key")).distinct())
     nodes = nodes_before.join(F.broadcast(touched), "node_key", "left_anti").unionByName(node_rows)
     edge_key = list(EDGE_KEY)
@@ -208,8 +207,8 @@ EDGE_KEY = ("src_key", "dst_key", "rule")
 EDGE_AGGREGATES = (EDGE_KEY, ("source", "rank"), ("sample_record_id", "first_seen_at"), ("last_seen_at",))
 
 
-def patch_rows(before: DataFrame, removed: DataFrame, added: DataFrame,
-               aggregates: tuple[tuple[str, ...], ...]) -> tuple[DataFrame, DataFrame]:
+def patch_rows(before: DataFrame, removed: DataFrame, added: DataFrame, aggregates: tuple[tuple[str, ...], ...],
+               materialise: Callable[[DataFrame], DataFrame] = lambda df: df) -> tuple[DataFrame, DataFrame]:
     """Node (or edge) rows over all records, patched for a change of some records: `before` is the rows over the
     old records, `removed` the rows over the records that go (their old form), `added` the rows over the
     records that come (their new form), each a min / max / `record_count` sum per key.
@@ -220,7 +219,8 @@ def patch_rows(before: DataFrame, removed: DataFrame, added: DataFrame,
     value). Those need a recount over every record that carries them.
 
     `added` and `removed` are the day's rows: both go to the executors as broadcasts with the rows of `before`
-    they meet, and `before` is streamed past them once, never shuffled.
+    they meet, and `before` is streamed past them once, never shuffled. `materialise` is applied to the joined
+    rows both results are cut from, so that scan runs once.
     """
     from pyspark.sql import functions as F
 
@@ -249,7 +249,8 @@ def patch_rows(before: DataFrame, removed: DataFrame, added: DataFrame,
     def pick(c, combine):
         return F.when(alone, F.col(f"_a_{c}")).otherwise(combine(f"_b_{c}", f"_a_{c}")).alias(c)
 
-    j = j.withColumn("_exact", exact).withColumn("_count", (rest + F.coalesce(F.col("_a_record_count"), F.lit(0))).cast("long"))
+    j = materialise(j.withColumn("_exact", exact)
+                    .withColumn("_count", (rest + F.coalesce(F.col("_a_record_count"), F.lit(0))).cast("long")))
     rows = (j.where(F.col("_exact") & (F.col("_count") > 0))
             .select(*key, *[F.coalesce(f"_b_{c}", f"_a_{c}").alias(c) for c in kept],
                     *[pick(c, F.least) for c in mins], *[pick(c, F.greatest) for c in maxes],
