@@ -36,7 +36,8 @@ from cdp.ingestion import quarantine as quarantine_mod
 from cdp.ingestion import readers
 from cdp.ingestion.expectations import failures_frame, load_rules, validate_rows
 from cdp.ingestion.normalise import REFERENCE, TYPERS, silver_columns
-from cdp.lake import add_missing_columns, append_table, merge_table, overwrite_table, read_table, table_exists
+from cdp.lake import (CLUSTER_AMPLIFICATION, add_missing_columns, append_table, cluster_by_date, merge_table,
+                      overwrite_table, read_table, table_exists)
 from cdp.privacy import hash_col, load_secret
 
 if TYPE_CHECKING:
@@ -317,6 +318,15 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
             with _step("all", "ledger merge"):
                 merge_table(spark, ledger_mod.ledger_frame(spark, files, run_id, ingested_at), settings,
                             "ingest_file_ledger", keys=["source", "content_hash"])
+        # after a first load or a backfill of many days, silver is laid out by landing day again (a day's rows in
+        # a few files), so the later reads by date skip the rest; a daily run's new files need nothing
+        laid_out = []
+        for source, report in reports.items():
+            if report.files and table_exists(spark, settings, SILVER_TABLE[source]):
+                with _step(source, "layout by dt"):
+                    amplification = cluster_by_date(spark, settings, SILVER_TABLE[source])
+                if amplification is not None and amplification > CLUSTER_AMPLIFICATION:
+                    laid_out.append(SILVER_TABLE[source])
     finally:
         for df in ctx.cached:
             df.unpersist()
@@ -330,7 +340,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
                                         "ingest_file_ledger": ledger_mod.LEDGER_SCHEMA})
     sources = {source: r.as_dict() for source, r in reports.items()}
     return {"run_id": run_id, "run_date": run_date.isoformat(),
-            "is_balanced": all(s["is_balanced"] for s in sources.values()), "sources": sources}
+            "is_balanced": all(s["is_balanced"] for s in sources.values()), "sources": sources,
+            "laid_out_by_date": laid_out}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

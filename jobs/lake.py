@@ -208,6 +208,75 @@ def replace_rows(spark: SparkSession, settings: Settings, name: str, keys: Seque
         rows.write.format("delta").mode("append").save(settings.table_path(name))
 
 
+# `cluster_by_date`: the file size it writes, and the read amplification of a one-day query above which it does
+CLUSTER_FILE_BYTES = 128 * 1024 * 1024
+CLUSTER_AMPLIFICATION = 4.0
+
+
+def date_read_amplification(files: Sequence[tuple], days: dict, target_bytes: int) -> float:
+    """How many times more bytes a query for one value of a date column reads than it must, averaged over the
+    rows: `files` is (min, max, bytes) per data file, `days` the rows per value. A day's rows need
+    max(their share of the bytes, one file of `target_bytes`); a query reads every file whose range holds it.
+
+    >>> date_read_amplification([(1, 1, 10), (2, 2, 10)], {1: 5, 2: 5}, 10)
+    1.0
+    >>> date_read_amplification([(1, 2, 10), (1, 2, 10)], {1: 5, 2: 5}, 10)
+    2.0
+    """
+    total_rows = sum(days.values())
+    total_bytes = sum(f[2] for f in files)
+    if not total_rows or not total_bytes:
+        return 0.0
+    weighted = 0.0
+    for day, rows in days.items():
+        read = sum(size for low, high, size in files if low <= day <= high)
+        weighted += rows * read / max(total_bytes * rows / total_rows, min(target_bytes, total_bytes))
+    return weighted / total_rows
+
+
+def cluster_by_date(spark: SparkSession, settings: Settings, name: str, column: str = "dt",
+                    target_bytes: int = CLUSTER_FILE_BYTES, threshold: float = CLUSTER_AMPLIFICATION) -> float | None:
+    """Lay table `name` out by `column` (Delta OPTIMIZE ZORDER BY, files of about `target_bytes`) when a query for
+    one day would read more than `threshold` times the bytes it needs (`date_read_amplification`).
+
+    Daily ingestion writes each day's rows to new files, so a lake fed day by day stays laid out by day; a first
+    load or a backfill of many days writes every file across all of them, and every query by date (the identity
+    stage's recount of busy days, its MERGE of the day's records) then reads the whole table. OPTIMIZE changes
+    no row (no change-feed rows, readers see the same data); a crash leaves the table as it was. Returns the
+    amplification measured before, or None when the table has no such column.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    df = read_table(spark, settings, name)
+    if column not in df.columns:
+        return None
+    cells = (df.where(F.col(column).isNotNull())
+             .groupBy(F.col("_metadata.file_path").alias("file"), F.col(column).alias("day"))
+             .agg(F.count(F.lit(1)).alias("rows"), F.first("_metadata.file_size").alias("bytes")).collect())
+    files: dict[str, list] = {}
+    days: dict = {}
+    for c in cells:
+        f = files.setdefault(c.file, [c.day, c.day, c.bytes])
+        f[0], f[1] = min(f[0], c.day), max(f[1], c.day)
+        days[c.day] = days.get(c.day, 0) + c.rows
+    amplification = date_read_amplification([tuple(f) for f in files.values()], days, target_bytes)
+    if amplification > threshold:
+        key = "spark.databricks.delta.optimize.maxFileSize"
+        before = spark.conf.get(key, None)
+        spark.conf.set(key, str(target_bytes))
+        try:
+            with _fault_point(spark, name):
+                DeltaTable.forPath(spark, settings.table_path(name)).optimize().executeZOrderBy(column)
+        finally:
+            if before is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, before)
+        log.info("%s laid out by %s (a one-day read was %.1f times what it needs)", name, column, amplification)
+    return amplification
+
+
 def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:
     """Register existing tables as temporary views named by their logical name, for Spark SQL by name."""
     registered = []

@@ -1,6 +1,8 @@
 """The foundation pieces: settings, the Spark factory with Delta, keyed hashing in Python and Spark."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from cdp.config import load_settings
@@ -105,3 +107,56 @@ def test_replace_rows_by_key(spark, settings, monkeypatch, listed):
                  spark.createDataFrame([("crm", "x y", "d")], schema))
     assert ("crm", "x y", "d") in map(tuple, read_table(spark, settings, "identity_record_map").collect())
     assert DeltaTable.forPath(spark, settings.table_path("identity_record_map")).history(1).first().operation == "MERGE"
+
+
+def test_date_read_amplification():
+    from cdp.lake import date_read_amplification
+
+    days = {d: 100 for d in range(10)}
+    # every file spans every day: a one-day read takes all ten files
+    scattered = [(0, 9, 10) for _ in range(10)]
+    # one file per day, and files of two days each: no more than one target-sized file per day
+    by_day = [(d, d, 10) for d in range(10)]
+    by_two = [(d, d + 1, 20) for d in range(0, 10, 2)]
+    assert date_read_amplification(scattered, days, target_bytes=10) == 10.0
+    assert date_read_amplification(by_day, days, target_bytes=10) == 1.0
+    assert date_read_amplification(by_two, days, target_bytes=20) == 1.0
+    # a table smaller than one target file is never worth laying out
+    assert date_read_amplification(scattered, days, target_bytes=1000) == 1.0
+
+
+@pytest.mark.spark
+def test_cluster_by_date_lays_out_a_scattered_table_once(spark, settings):
+    """A backfill writes every file across all days; the layout puts each day in few files, keeps every row, and
+    a day appended later (its own file) does not trigger another rewrite."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from cdp.lake import append_table, cluster_by_date, overwrite_table, read_table
+
+    rows = (spark.range(40_000).select(F.expr("date_add(date'2026-01-01', cast(id % 40 as int))").alias("dt"),
+                                       F.sha2(F.col("id").cast("string"), 256).alias("payload"))
+            .repartition(8))
+    overwrite_table(rows, settings, "silver_stores")
+    before = sorted(map(tuple, read_table(spark, settings, "silver_stores").collect()))
+    target = 400_000   # bytes: about eight files for this table
+
+    def spans():
+        files = (read_table(spark, settings, "silver_stores").groupBy("_metadata.file_path")
+                 .agg(F.min("dt").alias("lo"), F.max("dt").alias("hi")).collect())
+        return sorted(((f.hi - f.lo).days for f in files))
+
+    assert max(spans()) == 39
+    assert cluster_by_date(spark, settings, "silver_stores", target_bytes=target) > 4
+    history = DeltaTable.forPath(spark, settings.table_path("silver_stores")).history()
+    assert history.first().operation == "OPTIMIZE"
+    assert sorted(map(tuple, read_table(spark, settings, "silver_stores").collect())) == before
+    assert len(spans()) > 2 and max(spans()) < 20
+
+    append_table(spark.createDataFrame([(dt.date(2026, 2, 10), "new")], "dt date, payload string"), settings,
+                 "silver_stores")
+    assert cluster_by_date(spark, settings, "silver_stores", target_bytes=target) <= 4
+    assert DeltaTable.forPath(spark, settings.table_path("silver_stores")).history().first().operation == "WRITE"
+    # no date column: nothing to do
+    overwrite_table(spark.createDataFrame([("a",)], "store_id string"), settings, "silver_catalog")
+    assert cluster_by_date(spark, settings, "silver_catalog") is None
