@@ -98,7 +98,7 @@ def enable_properties(spark: SparkSession, settings: Settings, table: str, wante
     props = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
     missing = {k: v for k, v in wanted.items() if str(props.get(k, "")).lower() != v}
     if missing:
-        listed = ", ".join(f"{k} = {v}" for k, v in missing.items())
+        listed = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({listed})")
 
 

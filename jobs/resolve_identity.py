@@ -25,6 +25,7 @@ import inspect
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
@@ -35,7 +36,7 @@ import pandas as pd
 from cdp.errors import CdpError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from cdp.config import Settings
     from cdp.identity.config import IdentityRules
@@ -56,6 +57,10 @@ BROADCAST_MAX_ROWS = 5_000_000
 MERGE_BROADCAST_MAX_ROWS = 1_000_000
 EDGE_STATUSES = ("kept", "dropped_limit", "dropped_never_link", "blocked_node", "shared_node")
 HISTORY_EVENT_KEY = ("run_date", "one_id", "event_type", "related_one_id")  # one identity_history event
+# the columns Delta keeps file statistics for in the two tables rewritten whole every run: the keys they are
+# looked up by (explain, console). Statistics on every column took 1.8 s of a 6.6 s identity_nodes write and
+# 1.7 s of 5.0 s for identity_edges at 1M customers.
+STATS_COLUMNS = {"identity_nodes": "node_key,one_id", "identity_edges": "src_key,dst_key"}
 
 
 StepHook = Callable[[str], ContextManager[Any]]
@@ -81,24 +86,36 @@ class IdentityContractError(CdpError):
 
 @dataclass
 class Resolved:
-    """Everything one resolution computed (Spark frames are persisted; pandas frames are driver-sized)."""
+    """Everything one resolution computed (Spark frames are persisted; pandas frames are driver-sized).
+
+    The fields marked (settled) are filled by `settle()`: the stable-id step runs in a thread while the caller
+    writes the edges and rejections, and `settle()` waits for it.
+    """
     combos: dict[str, DataFrame]  # per source: its distinct identifier combinations (edges.identifier_combos)
-    nodes: DataFrame           # identity_nodes rows (with status, one_id)
     edges: DataFrame           # identity_edges rows (with status)
     rejections: DataFrame      # identity_rejections rows
     records: DataFrame         # every (source, source_record_id): combination keys, one_id state of its rows
-    node_one_ids: DataFrame    # node_key, one_id, anchor_at of the active nodes (Spark side of node_map)
-    node_map: pd.DataFrame     # node_key, one_id (active nodes)
-    events: pd.DataFrame       # assign_one_ids events
-    counts: dict[str, Any]
     busy_days: DataFrame       # identity_busy_days rows
+    finish: Callable[[Resolved], None] | None = None   # fills the settled fields (compute's closure)
+    nodes: DataFrame | None = None          # (settled) identity_nodes rows (with status, one_id)
+    node_one_ids: DataFrame | None = None   # (settled) node_key, one_id, anchor_at of the active nodes
+    node_map: pd.DataFrame | None = None    # (settled) node_key, one_id, anchor_at (active nodes)
+    events: pd.DataFrame | None = None      # (settled) assign_one_ids events
+    counts: dict[str, Any] | None = None    # (settled)
+    changed_nodes: pd.Series | None = None  # (settled) node keys whose one_id differs from the previous map
     combo_ids: DataFrame | None = None      # identifiers of every combination (incremental runs)
     increment: Any = None                   # identity_state.Increment of an incremental run, None: full pass
     touched_now: DataFrame | None = None    # current record-state rows of the touched records (incremental)
     touched_before: DataFrame | None = None  # persisted record-state rows of the touched records (incremental)
     new_combos: DataFrame | None = None     # combinations not in the persisted state yet, as state rows
     new_combo_nodes: DataFrame | None = None  # their identifiers (source, ck1, ck2, node_key)
-    changed_nodes: pd.Series | None = None  # node keys whose one_id differs from the previous map
+
+    def settle(self) -> Resolved:
+        """Wait for the stable ids and build the identity_nodes rows (once)."""
+        if self.finish is not None:
+            finish, self.finish = self.finish, None
+            finish(self)
+        return self
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -172,9 +189,12 @@ def _checkpoint(df: DataFrame) -> DataFrame:
 
 
 def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
-            previous: pd.DataFrame, redirects: pd.DataFrame, step: StepHook = log_step,
+            previous_map: Callable[[], tuple[pd.DataFrame, pd.DataFrame]], step: StepHook = log_step,
             increment: Any = None, silver: dict[str, DataFrame] | None = None) -> Resolved:
     """Steps 1-5 without writing anything.
+
+    previous_map: gives the persisted map and the redirects (`read_previous`); called when the stable-id step
+    needs them, so the stage can read them in a thread while the graph is built.
 
     increment: an `identity_state.Increment` for an incremental run (the graph is updated for the touched
     records only; `silver` is then the frames the plan was made on), None for the full pass.
@@ -269,51 +289,15 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
         comps = resolve_with_overrides(node_type, src, dst, rank, type_limits, method=rules.method,
                                        never_link=never, resolver=_resolver(rules.method, spark))
 
-    # 5. stable ids
-    with step("stable ids"):
-        # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
-        nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
-                                 "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
-                                 "label": comps.labels})
-        # rows of `previous` by node (and back): hashed once by Arrow, not by pandas merges on strings
-        in_previous = _arrow_positions(node_table["node_key"], _arrow_column(previous["node_key"]))
-        if len(previous) and "anchor_at" in previous:
-            kept = pd.to_datetime(previous["anchor_at"]).to_numpy()[np.maximum(in_previous, 0)]
-            kept[in_previous < 0] = np.datetime64("NaT")
-            nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
-                pd.isna(kept) | (nodes_pd["first_seen_at"].to_numpy() <= kept), kept)
-        run_at = dt.datetime.combine(run_date, dt.time())
-        node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
-        node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
-        # persisted nodes whose One-ID moved (merged, split, blocked, gone): their records need a new look; a
-        # node that is new this run comes with a touched record
-        now_row = np.full(len(previous), -1, dtype=np.int64)    # node_map (= nodes_pd) row of each previous node
-        now_row[in_previous[in_previous >= 0]] = np.flatnonzero(in_previous >= 0)
-        now_id = np.where(now_row >= 0, node_map["one_id"].to_numpy(dtype=object)[np.maximum(now_row, 0)], "") \
-            if len(node_map) else np.full(len(previous), "", dtype=object)
-        before = previous["one_id"].to_numpy(dtype=object, na_value=None)
-        differs = pd.notna(before) & (before != now_id)
-        changed_nodes = previous["node_key"][differs].reset_index(drop=True)
+    # 5. stable ids: driver work on arrays only, run in a thread while the caller writes identity_edges and
+    # identity_rejections (which need the components, not the ids); `Resolved.settle` waits for it
+    with step("read previous map"):
+        previous, redirects = previous_map()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="identity-stable-ids")
+    pending = pool.submit(_stable_ids, node_pd, node_table["node_key"], comps.labels, previous, redirects, run_date)
+    pool.shutdown(wait=False)
 
     with step("output frames"):
-        # identity_nodes rows; the map goes back to Spark keyed by the integer node_uid
-        map_df = spark.createDataFrame(
-            pd.DataFrame({"node_uid": node_pd["node_uid"].to_numpy(dtype=np.int64),
-                          "one_id": node_map["one_id"].to_numpy(), "anchor_at": node_map["anchor_at"].to_numpy()}),
-            "node_uid long, one_id string, anchor_at timestamp")
-        keyed_map = indexed.select("node_key", "node_uid").join(map_df, "node_uid").drop("node_uid").localCheckpoint()
-        # anchor_at: the carried-forward anchor of active nodes; the graph's own for blocked / shared ones
-        # (an incremental run reads it back as the node's anchor)
-        out_nodes = (nodes.withColumnRenamed("anchor_at", "_graph_anchor_at")
-                     .join(excluded.select("node_key", F.col("reason").alias("_reason")), "node_key", "left")
-                     .join(keyed_map, "node_key", "left")
-                     .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at",
-                             F.coalesce("anchor_at", "_graph_anchor_at").alias("anchor_at"), "record_count",
-                             F.when(F.col("_reason").isNull(), "active")
-                              .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
-                             "one_id")
-                     .withColumn("run_date", F.lit(run_date)))
-
         # identity_edges rows: only the links the components step did not keep travel back from the driver
         not_kept = np.flatnonzero(comps.edge_reason != REASON_KEPT)
         conflict_of = {i: f"{t}{f' ({sc})' if sc else ''} (max_per_one_id {limited[t]})" for i, (t, sc) in enumerate(groups)}
@@ -379,20 +363,78 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
 
     n_excluded = len(excluded_pd)
     n_blocked = int((excluded_pd["reason"] != "shared").sum())
-    counts = {
-        "nodes": len(node_pd) + n_excluded,
-        "nodes_active": len(node_pd),
-        "nodes_blocked": n_blocked,
-        "nodes_shared": n_excluded - n_blocked,
-        "link_pairs": len(src),
-        "links_dropped_limit": int((comps.edge_reason == 1).sum()),
-        "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
-        "one_ids": int(node_map["one_id"].nunique()),
-        "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
-    }
-    counts["mode"] = "full" if increment is None else "incremental"
-    return Resolved(combos, out_nodes, out_edges, rejections, records, keyed_map, node_map, events, counts,
-                    busy_days=busy_days, increment=increment, changed_nodes=changed_nodes, **extra)
+
+    def finish(res: Resolved) -> None:
+        with step("stable ids"):
+            node_map, events, changed_nodes = pending.result()
+        with step("node frames"):
+            # identity_nodes rows; the map goes back to Spark keyed by the integer node_uid
+            map_df = spark.createDataFrame(
+                pd.DataFrame({"node_uid": node_pd["node_uid"].to_numpy(dtype=np.int64),
+                              "one_id": node_map["one_id"].to_numpy(), "anchor_at": node_map["anchor_at"].to_numpy()}),
+                "node_uid long, one_id string, anchor_at timestamp")
+            keyed_map = indexed.select("node_key", "node_uid").join(map_df, "node_uid").drop("node_uid").localCheckpoint()
+            # anchor_at: the carried-forward anchor of active nodes; the graph's own for blocked / shared ones
+            # (an incremental run reads it back as the node's anchor)
+            out_nodes = (nodes.withColumnRenamed("anchor_at", "_graph_anchor_at")
+                         .join(excluded.select("node_key", F.col("reason").alias("_reason")), "node_key", "left")
+                         .join(keyed_map, "node_key", "left")
+                         .select("node_key", "id_type", "scope", "display", "first_seen_at", "last_seen_at",
+                                 F.coalesce("anchor_at", "_graph_anchor_at").alias("anchor_at"), "record_count",
+                                 F.when(F.col("_reason").isNull(), "active")
+                                  .when(F.col("_reason") == "shared", "shared").otherwise("blocked").alias("status"),
+                                 "one_id")
+                         .withColumn("run_date", F.lit(run_date)))
+
+        res.nodes, res.node_one_ids, res.node_map, res.events = out_nodes, keyed_map, node_map, events
+        res.changed_nodes = changed_nodes
+        res.counts = {
+            "nodes": len(node_pd) + n_excluded,
+            "nodes_active": len(node_pd),
+            "nodes_blocked": n_blocked,
+            "nodes_shared": n_excluded - n_blocked,
+            "link_pairs": len(src),
+            "links_dropped_limit": int((comps.edge_reason == 1).sum()),
+            "links_dropped_never_link": int((comps.edge_reason == 2).sum()),
+            "one_ids": int(node_map["one_id"].nunique()),
+            "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
+            "mode": "full" if increment is None else "incremental",
+        }
+
+    return Resolved(combos=combos, edges=out_edges, rejections=rejections, records=records, busy_days=busy_days,
+                    increment=increment, finish=finish, **extra)
+
+
+def _stable_ids(node_pd: pd.DataFrame, node_keys, labels: np.ndarray, previous: pd.DataFrame,
+                redirects: pd.DataFrame, run_date: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """node_map (node_key, one_id, anchor_at), the events, and the previous map's nodes whose One-ID moved.
+    node_pd: the active nodes by node index (node_key, anchor_at), node_keys: the same keys as Arrow, labels:
+    the component of each."""
+    # anchor time carried forward: a persisted node keeps the earliest anchor_at it ever had
+    nodes_pd = pd.DataFrame({"node_key": node_pd["node_key"].to_numpy(),
+                             "first_seen_at": pd.to_datetime(node_pd["anchor_at"]).to_numpy(),
+                             "label": labels})
+    # rows of `previous` by node (and back): hashed once by Arrow, not by pandas merges on strings
+    in_previous = _arrow_positions(node_keys, _arrow_column(previous["node_key"]))
+    if len(previous) and "anchor_at" in previous:
+        kept = pd.to_datetime(previous["anchor_at"]).to_numpy()[np.maximum(in_previous, 0)]
+        kept[in_previous < 0] = np.datetime64("NaT")
+        nodes_pd["first_seen_at"] = nodes_pd["first_seen_at"].where(
+            pd.isna(kept) | (nodes_pd["first_seen_at"].to_numpy() <= kept), kept)
+    run_at = dt.datetime.combine(run_date, dt.time())
+    node_map, events = _assign(nodes_pd, previous[["node_key", "one_id"]], run_at, redirects)
+    node_map = node_map[["node_key", "one_id"]].assign(anchor_at=nodes_pd["first_seen_at"].to_numpy())
+    # persisted nodes whose One-ID moved (merged, split, blocked, gone): their records need a new look; a
+    # node that is new this run comes with a touched record
+    now_row = np.full(len(previous), -1, dtype=np.int64)    # node_map (= nodes_pd) row of each previous node
+    now_row[in_previous[in_previous >= 0]] = np.flatnonzero(in_previous >= 0)
+    now_id = np.where(now_row >= 0, node_map["one_id"].to_numpy(dtype=object)[np.maximum(now_row, 0)], "") \
+        if len(node_map) else np.full(len(previous), "", dtype=object)
+    before = previous["one_id"].to_numpy(dtype=object, na_value=None)
+    differs = pd.notna(before) & (before != now_id)
+    changed_nodes = previous["node_key"][differs].reset_index(drop=True)
+
+    return node_map, events, changed_nodes
 
 
 def exclusions(nodes: DataFrame, edges: DataFrame, busy_days: DataFrame, pii: DataFrame | None,
@@ -487,9 +529,9 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         on_days = {}
         for name, df in silver.items():
             if name in days:
-                seen = F.to_date(F.col(rules.sources[name].seen_at).cast("timestamp"))
+                seen_at = F.col(rules.sources[name].seen_at).cast("timestamp")
                 dated = sorted(d for d in days[name] if d is not None)
-                cond = seen.isin(dated) if dated else F.lit(False)
+                cond = (F.to_date(seen_at).isin(dated) & _within_days(seen_at, dated)) if dated else F.lit(False)
                 if None in days[name]:
                     cond = cond | seen.isNull()
                 on_days[name] = df.where(cond)
@@ -502,6 +544,44 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
         "combo_ids": combo_ids, "touched_now": touched_now, "touched_before": touched_before,
         "new_combos": new_combos, "affected": affected,
         "new_combo_nodes": fresh_ids}
+
+
+MAX_DAY_RANGES = 16   # `_within_days` bridges the shortest gaps above this many ranges
+
+
+def day_ranges(days: list[dt.date], max_ranges: int = MAX_DAY_RANGES) -> list[tuple[dt.date, dt.date]]:
+    """The days as (first, last) ranges of consecutive days, at most `max_ranges`: above that the shortest gaps
+    are bridged (the ranges then hold a few days more than asked).
+
+    >>> day_ranges([dt.date(2026, 1, d) for d in (1, 2, 3, 7, 9, 10)], max_ranges=2)
+    [(datetime.date(2026, 1, 1), datetime.date(2026, 1, 3)), (datetime.date(2026, 1, 7), datetime.date(2026, 1, 10))]
+    """
+    ranges: list[list[dt.date]] = []
+    for day in sorted(set(days)):
+        if ranges and day == ranges[-1][1] + dt.timedelta(days=1):
+            ranges[-1][1] = day
+        else:
+            ranges.append([day, day])
+    if len(ranges) > max_ranges:
+        gaps = sorted(range(1, len(ranges)), key=lambda i: ((ranges[i][0] - ranges[i - 1][1]).days, i))
+        cuts = sorted(gaps[len(gaps) - (max_ranges - 1):]) if max_ranges > 1 else []
+        ranges = [[ranges[a][0], ranges[b - 1][1]] for a, b in zip([0, *cuts], [*cuts, len(ranges)])]
+    return [(low, high) for low, high in ranges]
+
+
+def _within_days(seen_at: Column, days: list[dt.date]) -> Column:
+    """`seen_at` (a timestamp) falls in the ranges of `day_ranges(days)` (UTC, the session time zone), compared
+    with literal times: Delta skips the files whose `seen_at` statistics miss them all (silver laid out by day,
+    `lake.cluster_by_date`), which `to_date(seen_at) IN (...)` does not allow. The ranges are capped: a long OR
+    made Delta's file filtering slow (11 s for hundreds of CRM registration days at 1M customers), and the
+    caller keeps the exact day test."""
+    from pyspark.sql import functions as F
+
+    def at(day: dt.date) -> Column:
+        return F.to_timestamp(F.lit(f"{day.isoformat()} 00:00:00"))
+
+    return reduce(lambda a, b: a | b, [(seen_at >= at(low)) & (seen_at < at(high + dt.timedelta(days=1)))
+                                       for low, high in day_ranges(days)])
 
 
 def _arrow_backed_strings(arrow_type):
@@ -775,6 +855,16 @@ def _write_graph_state(spark: SparkSession, settings: Settings, rules: IdentityR
     overwrite_table(res.busy_days, settings, BUSY_DAYS)
 
 
+def _overwrite_keyed(spark: SparkSession, settings: Settings, df: DataFrame, name: str) -> None:
+    """Overwrite one of the STATS_COLUMNS tables; its statistics are limited to its keys from the first write on
+    (the table property survives the overwrites; the first write, before the property exists, keeps them all)."""
+    from cdp.identity_state import enable_properties
+    from cdp.lake import overwrite_table
+
+    overwrite_table(df, settings, name)
+    enable_properties(spark, settings, name, {"delta.dataSkippingStatsColumns": STATS_COLUMNS[name]})
+
+
 def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date, rules: IdentityRules,
                      res: Resolved, redirects: pd.DataFrame, step: StepHook = log_step) -> dict[str, Any]:
     """Write the identity tables, the record map, the silver `one_id` values (only records that change) and the
@@ -787,8 +877,9 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
     # re-run computes the same ids and events, and history is an insert-only MERGE on the event, so the
     # events a killed run already wrote are not added twice.
     with step("write edges, rejections"):
-        overwrite_table(res.edges, settings, "identity_edges")
+        _overwrite_keyed(spark, settings, res.edges, "identity_edges")
         overwrite_table(res.rejections, settings, "identity_rejections")
+    res.settle()
     with step("write history, redirects"):
         if len(res.events) or not table_exists(spark, settings, "identity_history"):
             merge_table(spark, _history_frame(spark, res.events, run_date), settings, "identity_history",
@@ -807,7 +898,7 @@ def write_resolution(spark: SparkSession, settings: Settings, run_date: dt.date,
     with step("write state"):
         _write_graph_state(spark, settings, rules, res)
     with step("write nodes"):
-        overwrite_table(res.nodes, settings, "identity_nodes")
+        _overwrite_keyed(spark, settings, res.nodes, "identity_nodes")
     with step("write run state"):
         from cdp.identity_state import write_state
 
@@ -834,15 +925,26 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
     def flag(cond):
         return F.sum(F.when(cond, 1).otherwise(0))
 
+    def duplicates(df, cols, hashed):
+        # rows minus distinct keys; distinct 64-bit hashes (a cheap aggregation over longs) equal to the row count
+        # prove the keys distinct, anything less is counted again exactly
+        if hashed["_rows"] == hashed["_hashes"]:
+            return 0
+        return int(df.agg(F.count(F.lit(1)) - F.countDistinct(*cols)).first()[0])
+
+    def hashed_count(cols):
+        return [F.count(F.lit(1)).alias("_rows"), F.countDistinct(F.xxhash64(*cols)).alias("_hashes")]
+
     nodes = read_table(spark, settings, "identity_nodes")
     active = F.col("status") == "active"
     row = nodes.agg(
-        (F.count(F.lit(1)) - F.countDistinct("node_key")).alias("nodes_duplicate_key"),
+        *hashed_count(["node_key"]),
         flag(F.col("node_key").isNull()).alias("nodes_null_key"),
         flag(~F.col("status").isin(*NODE_STATUSES) | F.col("status").isNull()).alias("nodes_bad_status"),
         flag(active & F.col("one_id").isNull()).alias("active_without_one_id"),
         flag(~active & F.col("one_id").isNotNull()).alias("inactive_with_one_id")).first()
-    problems: dict[str, int] = {k: int(v or 0) for k, v in row.asDict().items()}
+    problems: dict[str, int] = {k: int(v or 0) for k, v in row.asDict().items() if not k.startswith("_")}
+    problems["nodes_duplicate_key"] = duplicates(nodes, ["node_key"], row)
     limits = F.create_map(*[x for t in rules.identifier_types if t.max_per_one_id > 0
                             for x in (F.lit(t.name), F.lit(t.max_per_one_id))])
     problems["one_ids_above_limit"] = (nodes.where(F.col("one_id").isNotNull())
@@ -851,8 +953,9 @@ def check_contracts(spark: SparkSession, settings: Settings, rules: IdentityRule
     edges = read_table(spark, settings, "identity_edges")
     row = edges.agg(
         flag(~F.col("status").isin(*EDGE_STATUSES) | F.col("status").isNull()).alias("edges_bad_status"),
-        (F.count(F.lit(1)) - F.countDistinct("src_key", "dst_key", "rule")).alias("edges_duplicate_key")).first()
-    problems.update({k: int(v or 0) for k, v in row.asDict().items()})
+        *hashed_count(["src_key", "dst_key", "rule"])).first()
+    problems.update({k: int(v or 0) for k, v in row.asDict().items() if not k.startswith("_")})
+    problems["edges_duplicate_key"] = duplicates(edges, ["src_key", "dst_key", "rule"], row)
     rm = read_table(spark, settings, "identity_record_map")
     if table_exists(spark, settings, RECORD_STATE):
         problems["record_map_rows_not_one_per_record"] = abs(rm.count() - read_table(spark, settings, RECORD_STATE).count())
@@ -878,19 +981,25 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
     from cdp.identity_state import plan_increment
 
     rules = load_identity_rules(settings)
-    with step("read previous map"):
-        previous, redirects = read_previous(spark, settings)
-    with step("plan"):
-        silver = read_silver(spark, settings, rules, run_date)
-        increment, why = (None, "full pass asked for") if full else plan_increment(spark, settings, rules, run_date, silver)
-    log.info("identity stage: %s", "incremental run" if increment is not None else f"full pass: {why}")
-    res = compute(spark, settings, run_date, rules, previous, redirects, step=step, increment=increment, silver=silver)
+    # the persisted map (2.75 M nodes at 1M customers) goes to the driver in a thread while the graph is built:
+    # only the stable-id step needs it, and the graph update's many small Spark jobs leave the cores idle
+    # between them. This run writes identity_nodes last, so the thread reads the previous run's map.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="identity-previous-map") as pool:
+        previous_map = pool.submit(read_previous, spark, settings)
+        with step("plan"):
+            silver = read_silver(spark, settings, rules, run_date)
+            increment, why = (None, "full pass asked for") if full else plan_increment(spark, settings, rules, run_date, silver)
+        log.info("identity stage: %s", "incremental run" if increment is not None else f"full pass: {why}")
+        res = compute(spark, settings, run_date, rules, previous_map.result, step=step, increment=increment,
+                      silver=silver)
+        redirects = previous_map.result()[1]
+    written = write_resolution(spark, settings, run_date, rules, res, redirects, step=step)
     summary = {"run_date": str(run_date), **res.counts}
     if increment is None:
         summary["full_pass_reason"] = why
     else:
         summary["records_touched"] = increment.touched.count()
-    summary.update(write_resolution(spark, settings, run_date, rules, res, redirects, step=step))
+    summary.update(written)
     with step("contracts"):
         check_contracts(spark, settings, rules)
     _release(res)
@@ -911,7 +1020,7 @@ def rebuild(spark: SparkSession, settings: Settings, run_date: dt.date, dry_run:
     rules = load_identity_rules(settings)
     previous, redirects = read_previous(spark, settings)
     empty = previous.iloc[0:0]
-    scratch = compute(spark, settings, run_date, rules, empty, empty_redirects())
+    scratch = compute(spark, settings, run_date, rules, lambda: (empty, empty_redirects())).settle()
     report = {"run_date": str(run_date), "dry_run": dry_run, **compare_maps(previous, scratch.node_map)}
     _release(scratch)
     if not dry_run:
@@ -925,7 +1034,8 @@ def empty_redirects() -> pd.DataFrame:
 
 def _release(res: Resolved) -> None:
     for df in (res.edges, res.records, res.node_one_ids, *res.combos.values()):
-        df.unpersist()
+        if df is not None:
+            df.unpersist()
     if res.combo_ids is not None:
         res.combo_ids.unpersist()
 

@@ -180,3 +180,19 @@ def test_full_rebuild_gives_the_ids_of_the_incremental_runs():
             totals[kind] += stats[kind]
     # the simulation really exercised merges and splits, not only creates
     assert totals["merge"] > 20 and totals["split"] > 5, totals
+
+
+def test_busy_day_recount_reads_day_ranges_capped():
+    """The busy-day recount asks Delta for the touched days as a few time ranges (so silver files laid out by day
+    are skipped): consecutive days join, and above the cap the shortest gaps are bridged; every day stays inside."""
+    from cdp.resolve_identity import day_ranges
+
+    d = dt.date(2026, 11, 1)
+    days = [d, d + dt.timedelta(1), d + dt.timedelta(2), d + dt.timedelta(10), d + dt.timedelta(12), d + dt.timedelta(40)]
+    assert day_ranges(days) == [(d, d + dt.timedelta(2)), (d + dt.timedelta(10), d + dt.timedelta(10)),
+                                (d + dt.timedelta(12), d + dt.timedelta(12)), (d + dt.timedelta(40), d + dt.timedelta(40))]
+    assert day_ranges(days, max_ranges=2) == [(d, d + dt.timedelta(12)), (d + dt.timedelta(40), d + dt.timedelta(40))]
+    many = [d - dt.timedelta(days=3 * i) for i in range(500)]
+    capped = day_ranges(many, max_ranges=16)
+    assert len(capped) == 16 and all(any(lo <= x <= hi for lo, hi in capped) for x in many)
+    assert day_ranges([]) == []
