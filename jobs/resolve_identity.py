@@ -533,7 +533,7 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                 dated = sorted(d for d in days[name] if d is not None)
                 cond = (F.to_date(seen_at).isin(dated) & _within_days(seen_at, dated)) if dated else F.lit(False)
                 if None in days[name]:
-                    cond = cond | seen.isNull()
+                    cond = cond | seen_at.isNull()
                 on_days[name] = df.where(cond)
         recounted = (daily_record_counts(on_days, rules, list(busy_limits(rules))) if on_days
                      else spark.createDataFrame([], "node_key string, id_type string, source string, day date, records long"))

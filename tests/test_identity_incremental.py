@@ -3,7 +3,8 @@
 Seeded random silver lands over two days the way ingestion writes it (Delta MERGE on the row key), with the
 cases an incremental run must see: new records, re-delivered rows whose identifiers changed (a record loses an
 identifier: its node's first/last seen and counts must be recomputed, not patched), extra lines of an old
-order, late rows whose landing date is already behind the last run, busy phones (`max_records_per_day`),
+order, late rows whose landing date is already behind the last run, a member without a registration time (its
+busy-day count is on a null day), busy phones (`max_records_per_day`),
 shared phones, junk cards and type limits. Day 2 runs incrementally; then a full pass of day 2 must find nothing
 to change: same nodes, edges, rejections, record map, busy days, record state and silver one_id, no event.
 """
@@ -77,6 +78,8 @@ class Landing:
                 batch[(rid, 7)] = (day, *self.identifiers(table, day))
                 late = DAYS[n - 1]
                 batch[(f"{table[7:10]}late{n}", 0)] = (late, *self.identifiers(table, late))
+                if table == "silver_crm_members":                  # a member without a registration time
+                    batch[(f"{table[7:10]}undated{n}", 0)] = (day, None, *self.identifiers(table, day)[1:])
             if table == "silver_wecom_contacts":                     # a contact's id is its record id
                 batch = {k: (v[0], v[1], k[0], *v[3:]) for k, v in batch.items()}
             rows.update(batch)
