@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(overrides={"landing_dir": str(landing), "lake_dir": str(lake)})
     spark = build_spark(settings.spark, extra_conf={"spark.driver.memory": args.driver_memory})
 
-    from cdp.lake import CLUSTER_AMPLIFICATION, read_table, table_exists
+    from cdp.lake import read_table, table_exists
 
     if not table_exists(spark, settings, "silver_pos_lines"):
         from cdp.ingest import run as ingest
@@ -195,11 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         _land_held_out(spark, settings, held)
     if not args.replay:
         # the layout the ingest stage leaves (a lake ingested before it existed gets it here, timed apart)
-        from cdp.lake import cluster_by_date
+        from cdp.ingest import lay_out_silver
 
         start = time.perf_counter()
-        laid_out = [t for t in SILVER_TABLES if table_exists(spark, settings, t)
-                    and (cluster_by_date(spark, settings, t) or 0) > CLUSTER_AMPLIFICATION]
+        laid_out = lay_out_silver(spark, settings, SILVER_TABLES)
         if laid_out:
             prep.append((f"silver laid out by dt: {', '.join(laid_out)} (ingest stage; not identity)",
                          time.perf_counter() - start))

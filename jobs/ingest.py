@@ -36,8 +36,8 @@ from cdp.ingestion import quarantine as quarantine_mod
 from cdp.ingestion import readers
 from cdp.ingestion.expectations import failures_frame, load_rules, validate_rows
 from cdp.ingestion.normalise import REFERENCE, TYPERS, silver_columns
-from cdp.lake import (CLUSTER_AMPLIFICATION, add_missing_columns, append_table, cluster_by_date, merge_table,
-                      overwrite_table, read_table, table_exists)
+from cdp.lake import (add_missing_columns, append_table, cluster_by_date, merge_table, overwrite_table, read_table,
+                      table_exists)
 from cdp.privacy import hash_col, load_secret
 
 if TYPE_CHECKING:
@@ -293,6 +293,19 @@ def _create_if_absent(spark: SparkSession, settings: Settings, schemas: dict[str
             overwrite_table(spark.createDataFrame([], schema), settings, name)
 
 
+def lay_out_silver(spark: SparkSession, settings: Settings, tables: Sequence[str]) -> list[str]:
+    """After a first load or a backfill of many days, silver is laid out by landing day again (a day's rows in a
+    few files), so later reads by date skip the rest; a daily run's new files need nothing
+    (`lake.cluster_by_date`). Returns the tables rewritten."""
+    laid_out = []
+    for name in tables:
+        if table_exists(spark, settings, name):
+            with _step(name, "layout by dt"):
+                if cluster_by_date(spark, settings, name):
+                    laid_out.append(name)
+    return laid_out
+
+
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
     """Ingest every not-yet-ingested landing file with dt <= run_date; returns the per-source summary."""
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
@@ -318,15 +331,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
             with _step("all", "ledger merge"):
                 merge_table(spark, ledger_mod.ledger_frame(spark, files, run_id, ingested_at), settings,
                             "ingest_file_ledger", keys=["source", "content_hash"])
-        # after a first load or a backfill of many days, silver is laid out by landing day again (a day's rows in
-        # a few files), so the later reads by date skip the rest; a daily run's new files need nothing
-        laid_out = []
-        for source, report in reports.items():
-            if report.files and table_exists(spark, settings, SILVER_TABLE[source]):
-                with _step(source, "layout by dt"):
-                    amplification = cluster_by_date(spark, settings, SILVER_TABLE[source])
-                if amplification is not None and amplification > CLUSTER_AMPLIFICATION:
-                    laid_out.append(SILVER_TABLE[source])
+        laid_out = lay_out_silver(spark, settings, [SILVER_TABLE[s] for s, r in reports.items() if r.files])
     finally:
         for df in ctx.cached:
             df.unpersist()

@@ -235,15 +235,15 @@ def date_read_amplification(files: Sequence[tuple], days: dict, target_bytes: in
 
 
 def cluster_by_date(spark: SparkSession, settings: Settings, name: str, column: str = "dt",
-                    target_bytes: int = CLUSTER_FILE_BYTES, threshold: float = CLUSTER_AMPLIFICATION) -> float | None:
+                    target_bytes: int = CLUSTER_FILE_BYTES, threshold: float = CLUSTER_AMPLIFICATION) -> bool | None:
     """Lay table `name` out by `column` (Delta OPTIMIZE ZORDER BY, files of about `target_bytes`) when a query for
     one day would read more than `threshold` times the bytes it needs (`date_read_amplification`).
 
     Daily ingestion writes each day's rows to new files, so a lake fed day by day stays laid out by day; a first
     load or a backfill of many days writes every file across all of them, and every query by date (the identity
     stage's recount of busy days, its MERGE of the day's records) then reads the whole table. OPTIMIZE changes
-    no row (no change-feed rows, readers see the same data); a crash leaves the table as it was. Returns the
-    amplification measured before, or None when the table has no such column.
+    no row (no change-feed rows, readers see the same data); a crash leaves the table as it was. Returns whether
+    it rewrote the table, None when the table has no such column.
     """
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -261,20 +261,21 @@ def cluster_by_date(spark: SparkSession, settings: Settings, name: str, column: 
         f[0], f[1] = min(f[0], c.day), max(f[1], c.day)
         days[c.day] = days.get(c.day, 0) + c.rows
     amplification = date_read_amplification([tuple(f) for f in files.values()], days, target_bytes)
-    if amplification > threshold:
-        key = "spark.databricks.delta.optimize.maxFileSize"
-        before = spark.conf.get(key, None)
-        spark.conf.set(key, str(target_bytes))
-        try:
-            with _fault_point(spark, name):
-                DeltaTable.forPath(spark, settings.table_path(name)).optimize().executeZOrderBy(column)
-        finally:
-            if before is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, before)
-        log.info("%s laid out by %s (a one-day read was %.1f times what it needs)", name, column, amplification)
-    return amplification
+    if amplification <= threshold:
+        return False
+    key = "spark.databricks.delta.optimize.maxFileSize"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, str(target_bytes))
+    try:
+        with _fault_point(spark, name):
+            DeltaTable.forPath(spark, settings.table_path(name)).optimize().executeZOrderBy(column)
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+    log.info("%s laid out by %s (a one-day read was %.1f times what it needs)", name, column, amplification)
+    return True
 
 
 def register_tables(spark: SparkSession, settings: Settings, prefixes: Sequence[str] = ("silver_", "gold_")) -> list[str]:
