@@ -125,6 +125,25 @@ def test_date_read_amplification():
     assert date_read_amplification(scattered, days, target_bytes=1000) == 1.0
 
 
+
+def test_layout_checked_only_after_a_run_of_many_landing_days():
+    from cdp.ingest import SourceReport, layout_candidates
+    from cdp.ingestion.ledger import FileCount
+
+    def files(source, days, status="accepted"):
+        return [FileCount(source, f"{source}/dt=2026-03-{d:02d}/a.csv", f"2026-03-{d:02d}", f"h{d}", 1, 1, 0, status,
+                          None) for d in days]
+
+    reports = {
+        "pos": SourceReport("pos", files("pos", [9, 9, 8])),                       # a day and a late file
+        "crm": SourceReport("crm", files("crm", range(1, 6))),                      # five days: a backfill
+        "wecom": SourceReport("wecom", files("wecom", [1, 2]) + files("wecom", range(3, 9), "quarantined_file")),
+        "ecommerce": SourceReport("ecommerce", []),
+    }
+    # rejected files write no silver rows; four days are within the layout threshold, five are not
+    assert layout_candidates(reports) == ["silver_crm_members"]
+    assert layout_candidates(reports, max_days=1) == ["silver_pos_lines", "silver_crm_members", "silver_wecom_contacts"]
+
 @pytest.mark.spark
 def test_cluster_by_date_lays_out_a_scattered_table_once(spark, settings):
     """A backfill writes every file across all days; the layout puts each day in few files, keeps every row, and
