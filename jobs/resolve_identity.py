@@ -65,6 +65,15 @@ STATS_COLUMNS = {"identity_nodes": "node_key,one_id", "identity_edges": "src_key
 
 StepHook = Callable[[str], ContextManager[Any]]
 
+# identity_run_summary: one row per stage run, the counts a data team watches from day to day (no personal data)
+RUN_SUMMARY_TABLE = "identity_run_summary"
+RUN_SUMMARY_SCHEMA = (
+    "run_date date, finished_at timestamp, duration_s double, mode string, full_pass_reason string, records long, "
+    "records_touched long, records_without_one_id long, nodes long, nodes_active long, nodes_blocked long, "
+    "nodes_shared long, link_pairs long, links_dropped_limit long, links_dropped_never_link long, one_ids long, "
+    "largest_profile_nodes long, creates long, merges long, splits long, retires long, redirects long, "
+    "silver_records_updated map<string, long>")
+
 
 @contextlib.contextmanager
 def log_step(name: str) -> Iterator[None]:
@@ -980,6 +989,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
     from cdp.identity.config import load_identity_rules
     from cdp.identity_state import plan_increment
 
+    started = time.monotonic()
     rules = load_identity_rules(settings)
     # the persisted map (2.75 M nodes at 1M customers) goes to the driver in a thread while the graph is built:
     # only the stable-id step needs it, and the graph update's many small Spark jobs leave the cores idle
@@ -1004,7 +1014,37 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
         check_contracts(spark, settings, rules)
     _release(res)
     log.info("identity stage: %s", summary)
+    from cdp.lake import append_table
+
+    finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    append_table(spark.createDataFrame([run_summary_row(summary, finished_at, time.monotonic() - started)],
+                                       RUN_SUMMARY_SCHEMA), settings, RUN_SUMMARY_TABLE)
     return summary
+
+
+def run_summary_row(summary: dict[str, Any], finished_at: dt.datetime, duration_s: float) -> tuple:
+    """The identity_run_summary row (RUN_SUMMARY_SCHEMA) of a stage summary (`run`'s return value):
+    records_touched is null for a full pass, redirects is the number of retired One-IDs after the run.
+
+    >>> row = run_summary_row({"run_date": "2026-03-01", "mode": "incremental", "records": 9, "one_ids": 4,
+    ...                        "events": {"merge": 2}, "silver_records_updated": {"pos": 3}},
+    ...                       dt.datetime(2026, 3, 1, 2), 12.5)
+    >>> row[:7], row[15], row[17:22], row[-1]
+    ((datetime.date(2026, 3, 1), datetime.datetime(2026, 3, 1, 2, 0), 12.5, 'incremental', None, 9, None), 4, (0, 2, 0, 0, 0), {'pos': 3})
+    """
+    events = summary.get("events", {})
+
+    def count(key: str) -> int:
+        return int(summary.get(key) or 0)
+
+    return (dt.date.fromisoformat(summary["run_date"]), finished_at, round(float(duration_s), 3), summary["mode"],
+            summary.get("full_pass_reason"), count("records"),
+            None if summary.get("records_touched") is None else int(summary["records_touched"]),
+            count("records_without_one_id"), count("nodes"), count("nodes_active"), count("nodes_blocked"),
+            count("nodes_shared"), count("link_pairs"), count("links_dropped_limit"),
+            count("links_dropped_never_link"), count("one_ids"), count("largest_profile_nodes"),
+            *(int(events.get(e, 0)) for e in ("create", "merge", "split", "retire")), count("redirects"),
+            {k: int(v) for k, v in summary.get("silver_records_updated", {}).items()})
 
 
 def rebuild(spark: SparkSession, settings: Settings, run_date: dt.date, dry_run: bool = True) -> dict[str, Any]:

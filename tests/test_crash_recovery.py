@@ -51,6 +51,11 @@ VOLATILE_BY_TABLE = {
     "pii_values": {"first_seen_at"},  # the ingest clock when a value was first stored (insert-only MERGE)
     # Delta versions the identity run saw: a killed and repaired run made more commits than an uninterrupted one
     "identity_state": {"silver_version", "checked_versions"},
+    # how the identity run went, not what it produced: a repaired run takes the full pass (the killed run moved
+    # the tables' versions), which touches every record and counts the silver one_id it rewrites differently;
+    # the counts of what it produced (nodes, One-IDs, merges, splits, ...) must equal the uninterrupted run's
+    "identity_run_summary": {"finished_at", "duration_s", "mode", "full_pass_reason", "records_touched",
+                             "silver_records_updated"},
 }
 
 # (stage, fault point): the kill lands inside the stage, between or during its writes.

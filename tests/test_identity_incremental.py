@@ -114,15 +114,16 @@ def _snapshot(spark, settings) -> dict[str, list]:
 
 
 def test_incremental_runs_equal_the_full_pass(spark, settings):
+    from cdp.lake import read_table
     from cdp.resolve_identity import run
 
     landing = Landing(seed=11)
-    modes, touched = [], []
+    summaries = []
     for n, day in enumerate(DAYS):
         _land(spark, settings, landing.day(n))
-        summary = run(spark, settings, day)
-        modes.append(summary["mode"])
-        touched.append(summary.get("records_touched"))
+        summaries.append(run(spark, settings, day))
+    modes = [s["mode"] for s in summaries]
+    touched = [s.get("records_touched") for s in summaries]
     assert modes == ["full", "incremental"]
     incremental = _snapshot(spark, settings)
     total = len(incremental["identity_record_map"])
@@ -139,6 +140,18 @@ def test_incremental_runs_equal_the_full_pass(spark, settings):
     full = _snapshot(spark, settings)
     for name in incremental:
         assert full[name] == incremental[name], name
+
+    # every run left its row in identity_run_summary, in order, with the counts it returned
+    logged = read_table(spark, settings, "identity_run_summary").orderBy("finished_at").collect()
+    expected = [(str(s["run_date"]), s["mode"], s.get("full_pass_reason"), s["records"], s.get("records_touched"),
+                 s["records_without_one_id"], s["nodes"], s["nodes_shared"], s["link_pairs"], s["one_ids"],
+                 s["largest_profile_nodes"], s["events"].get("merge", 0), s["events"].get("split", 0),
+                 s["silver_records_updated"]) for s in [*summaries, again]]
+    assert [(str(r.run_date), r.mode, r.full_pass_reason, r.records, r.records_touched, r.records_without_one_id,
+             r.nodes, r.nodes_shared, r.link_pairs, r.one_ids, r.largest_profile_nodes, r.merges, r.splits,
+             r.silver_records_updated) for r in logged] == expected
+    assert logged[1].records_touched == touched[1] and logged[0].records_touched is None
+    assert all(r.duration_s > 0 for r in logged)
 
 
 def _node_rows(records: dict[str, list[tuple]]) -> dict[str, tuple]:
