@@ -330,12 +330,19 @@ class LakeViews:
         return {"segments": rows(sizes, 200), "overlaps": rows(overlaps, 2000)}
 
     def data_quality(self, runs: int = 10) -> dict[str, Any]:
-        """Accepted vs quarantined rows per source over the last `runs` ingest runs (ingest_run_summary)."""
+        """Accepted vs quarantined rows per source over the last `runs` ingest runs (ingest_run_summary), and the
+        last `runs` identity stage runs (identity_run_summary: One-IDs, merges, splits, guardrails)."""
         from pyspark.sql import functions as F
 
+        ident = self.table("identity_run_summary")
+        identity_runs = [] if ident is None else rows(
+            ident.orderBy(F.col("finished_at").desc())
+            .select("run_date", "mode", "records_touched", "one_ids", "creates", "merges", "splits",
+                    "nodes_shared", "nodes_blocked", "links_dropped_limit", "largest_profile_nodes",
+                    "records_without_one_id", F.round("duration_s", 1).alias("duration_s")), runs)
         t = self.table("ingest_run_summary")
         if t is None:
-            return {"runs": []}
+            return {"runs": [], "identity_runs": identity_runs}
         last = [r["run_date"] for r in t.select("run_date").distinct().orderBy(F.col("run_date").desc())
                 .limit(runs).collect()]
         df = (t.where(F.col("run_date").isin(last))
@@ -345,7 +352,7 @@ class LakeViews:
                    F.sum("rows_quarantined").alias("rows_quarantined"),
                    F.min(F.col("is_balanced").cast("int")).cast("boolean").alias("is_balanced"))
               .orderBy(F.col("run_date").desc(), "source"))
-        return {"runs": rows(df, 1000)}
+        return {"runs": rows(df, 1000), "identity_runs": identity_runs}
 
 
 # Keys whose values identify a person by themselves: masked for roles without `profiles:lookup_mobile`.

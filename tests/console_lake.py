@@ -130,6 +130,12 @@ def write_tiny_lake(spark, settings) -> None:
     overwrite_table(spark.createDataFrame(summary, "run_id string, run_date date, source string, files int, "
                                                    "rows_landed long, rows_accepted long, rows_quarantined long, "
                                                    "is_balanced boolean"), settings, "ingest_run_summary")
+    from cdp.resolve_identity import RUN_SUMMARY_SCHEMA, run_summary_row
+    identity_runs = [run_summary_row({"run_date": str(_d(1)), "mode": "full", "full_pass_reason": "first run",
+                                      "records": 7, "one_ids": 3, "events": {"create": 3}}, _ts(1), 61.25),
+                     run_summary_row({"run_date": str(AS_OF), "mode": "incremental", "records": 8, "records_touched": 2,
+                                      "one_ids": 2, "nodes_shared": 1, "events": {"merge": 1}}, _ts(0), 12.04)]
+    overwrite_table(spark.createDataFrame(identity_runs, RUN_SUMMARY_SCHEMA), settings, "identity_run_summary")
     # raw personal data: must never be served by the console
     overwrite_table(spark.createDataFrame([("mobile", mobile_a_hash, MOBILE_A, _ts(400))],
                                           "kind string, value_hash string, value string, first_seen_at timestamp"),

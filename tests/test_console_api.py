@@ -285,6 +285,11 @@ def test_console_api(console, spark):
     quality = client.get("/api/overview/quality", headers=m).json()
     assert [(r["run_date"], r["source"], r["rows_accepted"], r["rows_quarantined"]) for r in quality["runs"]] == [
         ("2026-06-30", "pos", 6, 2), ("2026-06-29", "crm", 5, 0), ("2026-06-29", "pos", 9, 1)]
+    # identity runs, latest first
+    assert [(r["run_date"], r["mode"], r["records_touched"], r["one_ids"], r["creates"], r["merges"], r["nodes_shared"],
+             r["duration_s"]) for r in quality["identity_runs"]] == [
+        ("2026-06-30", "incremental", 2, 2, 0, 1, 1, 12.0), ("2026-06-29", "full", None, 3, 3, 0, 0, 61.3)]
+    assert len(client.get("/api/overview/quality?runs=1", headers=m).json()["identity_runs"]) == 1
 
     # tables by role: marketers gold only, masked; nobody gets bronze or pii_values through the console
     assert all(t.startswith("gold_") for t in client.get("/api/tables", headers=m).json()["tables"])

@@ -173,6 +173,7 @@ def test_marketer_builds_saves_exports_and_opens_a_profile(server, browser_page,
     page.get_by_test_id("nav-overview").click()
     page.get_by_test_id("rfm-table").wait_for()
     page.get_by_test_id("quality-table").wait_for()
+    assert page.get_by_test_id("identity-runs-table").locator("tr").count() == 3   # header + two runs
     page.get_by_test_id("overlap-table").wait_for()
     assert page.get_by_test_id("funnel-bars").locator(".bar").count() == 6
     _shot(page, root, "overview")

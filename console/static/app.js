@@ -599,6 +599,18 @@ function segmentSizes(segs) {
     h("h3", {}, "重叠 Overlaps (members in both)"), matrix);
 }
 function qualityTable(q) {
+  return h("div", {}, ingestTable(q),
+    h("h3", {}, "身份解析 Identity runs (One-IDs, merges, splits, guardrails)"), identityRunsTable(q.identity_runs || []));
+}
+function identityRunsTable(runs) {
+  if (!runs.length) return h("p", { class: "note" }, "还没有身份解析记录 no identity run yet");
+  return table(["运行日 run date", "方式 mode", "触达记录 touched", "One-IDs", "新建 created", "合并 merged",
+    "拆分 split", "共享标识 shared ids", "最大档案 largest profile", "秒 s"],
+    runs.map((r) => [r.run_date, r.mode, r.records_touched === null ? "all" : fmt(r.records_touched), fmt(r.one_ids),
+      fmt(r.creates), fmt(r.merges), fmt(r.splits), fmt(r.nodes_shared), fmt(r.largest_profile_nodes), r.duration_s]),
+    "identity-runs-table");
+}
+function ingestTable(q) {
   if (!q.runs.length) return h("p", { class: "note" }, "还没有导入记录 no ingest run yet");
   return table(["运行日 run date", "来源 source", "接收 accepted", "隔离 quarantined", "", "平衡 balanced"],
     q.runs.map((r) => {
