@@ -139,6 +139,29 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_COLUMNS = ("run_date", "mode", "records_touched", "one_ids", "creates", "merges", "splits", "retires",
+               "nodes_shared", "nodes_blocked", "links_dropped_limit", "largest_profile_nodes", "duration_s",
+               "full_pass_reason")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from pyspark.sql import functions as F
+
+    from cdp.lake import read_table, table_exists
+    from cdp.resolve_identity import RUN_SUMMARY_TABLE
+
+    spark, settings = _session(args)
+    if not table_exists(spark, settings, RUN_SUMMARY_TABLE):
+        print("no identity run yet")
+        return 0
+    last = (read_table(spark, settings, RUN_SUMMARY_TABLE).orderBy(F.col("finished_at").desc())
+            .limit(args.last).collect())
+    print("\t".join(RUN_COLUMNS))
+    for r in reversed(last):
+        print("\t".join("-" if r[c] is None else str(r[c]) for c in RUN_COLUMNS))
+    return 0
+
+
 def _overrides_add(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -257,6 +280,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     _add_identifier_options(p)
     p.add_argument("--one-id", action="append", default=[], help="a One-ID (old ids follow their redirect)")
     p.set_defaults(func=_explain)
+
+    p = isub.add_parser("runs", parents=[common], help="the last identity runs: One-IDs, merges, splits, guardrails")
+    p.add_argument("--last", type=int, default=10, help="how many runs (default 10), oldest first")
+    p.set_defaults(func=_runs)
 
     p = isub.add_parser("current-id", parents=[common], help="current One-ID of old One-IDs")
     p.add_argument("one_ids", nargs="+")

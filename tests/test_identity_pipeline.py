@@ -188,6 +188,14 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
     cut = [r for r in read_table(spark, settings, "identity_rejections").collect() if r.reason == "never_link"]
     assert [(r.node_key, r.other_node_key) for r in cut] == [tuple(sorted((mob(M1), o_a)))]
 
+    # ---- the run log: every stage run above, oldest first (the dry-run rebuild is not a run) -----------------
+    assert cdp_main(["identity", "runs", *lake, "--last", "3"]) == 0
+    header, *logged = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    col = {name: i for i, name in enumerate(header)}
+    assert [(r[col["run_date"]], r[col["merges"]], r[col["splits"]], r[col["mode"]]) for r in logged] == [
+        (str(D2), "1", "0", "incremental"), (str(D2), "0", "0", "incremental"), (str(D3), "1", "1", "full")]
+    assert logged[-1][col["full_pass_reason"]] == "steward overrides changed since the last run"
+
     # ---- explain and export ---------------------------------------------------------------------------------
     assert cdp_main(["identity", "explain", *lake, "--card", "main:C001", "--openid", "wxapp:oA"]) == 0
     out = capsys.readouterr().out
