@@ -12,7 +12,8 @@ Steps (docs/identity.md explains each):
  5. Stable One-IDs against the persisted map (`stable_ids.assign_one_ids`), history events appended,
     redirects maintained.
  6. Writes identity_nodes, identity_edges, identity_rejections, identity_record_map, the `one_id` column of
-    the silver record tables; then contract checks (keys, accepted values, no One-ID above a limit).
+    the silver record tables; then contract checks (keys, accepted values, no One-ID above a limit), and the
+    run's counts to identity_run_summary.
 
 Every run reads all silver up to `run_date`, so re-running a date equals running it once, and the persisted
 node map makes ids stable; `rebuild()` recomputes from nothing and reports what would change.
@@ -988,6 +989,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
     """
     from cdp.identity.config import load_identity_rules
     from cdp.identity_state import plan_increment
+    from cdp.lake import append_table
 
     started = time.monotonic()
     rules = load_identity_rules(settings)
@@ -1014,8 +1016,6 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
         check_contracts(spark, settings, rules)
     _release(res)
     log.info("identity stage: %s", summary)
-    from cdp.lake import append_table
-
     finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     append_table(spark.createDataFrame([run_summary_row(summary, finished_at, time.monotonic() - started)],
                                        RUN_SUMMARY_SCHEMA), settings, RUN_SUMMARY_TABLE)
