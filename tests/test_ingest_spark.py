@@ -253,3 +253,44 @@ def test_hostile_corpus_is_ingested_without_crash_and_every_row_accounted(spark,
     assert names["H12"] == "emoji 🍇 and bell"  # control characters stripped in silver
     assert read_table(spark, settings, "silver_miniprogram_events").where("event_id = 'BIG'").count() == 1
     assert summary["sources"]["stores"]["rows_quarantined"] == 3
+
+
+def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spark, make_settings, tmp_path):
+    """A remark mobile delivered as a string instead of a list, tags or items that are not lists of objects: the
+    typed parse turns such a field into null, so an accepted row would silently lose an identifier or its order
+    lines. The contract validates the schema: the row goes to quarantine with a reason instead."""
+    settings = make_settings()
+    from cdp.ingest import run
+    from cdp.lake import read_table
+
+    landing = Path(settings.landing_dir)
+    t = "2026-11-20T10:00:00+08:00"
+    event = {"event_type": "order_paid", "event_time": t, "appid": "wx", "amount": "9.90"}
+    write(landing, "miniprogram", "2026-11-21", "shapes.jsonl", jsonl(
+        {**event, "event_id": "S1", "openid": "o1", "items": [{"sku_id": "K1", "quantity": 1, "price": "9.90"}]},
+        {**event, "event_id": "S2", "openid": "o2", "items": "K1"},
+        {**event, "event_id": "S3", "openid": "o3", "items": ["K1"]},
+        {**event, "event_id": "S4", "openid": "o4", "items": None},      # JSON null = absent: fine
+        {**event, "event_id": "S5", "openid": "o5"}))
+    contact = lambda ext, **follow: {  # noqa: E731
+        "change_type": "add_external_contact", "event_time": 1795140000,
+        "external_contact": {"external_userid": ext, "name": "x", "gender": 1},
+        "follow_user": {"userid": "g1", "createtime": 1795140000, **follow}}
+    write(landing, "wecom", "2026-11-21", "shapes.jsonl", jsonl(
+        contact("W1", remark_mobiles=["13912345678"], tags=[{"group_name": "g", "tag_name": "t"}]),
+        contact("W2", remark_mobiles="13912345678"),
+        contact("W3", remark_mobiles=["13912345678"], tags=[{"group_name": "g", "tag_name": "t"}, "vip"]),
+        contact("W4", remark_mobiles=None, tags=None),
+        contact("W5")))
+
+    summary = run(spark, settings, RUN_DATE)
+    assert summary["is_balanced"]
+    rules = {(r.source, r.raw_record and json.loads(r.raw_record).get("event_id")
+              or json.loads(r.raw_record)["external_contact"]["external_userid"]): r.rule
+             for r in read_table(spark, settings, "quarantine_rows").collect()}
+    assert rules == {("miniprogram", "S2"): "items_valid", ("miniprogram", "S3"): "items_valid",
+                     ("wecom", "W2"): "follow_user_lists", ("wecom", "W3"): "follow_user_lists"}
+    assert sorted(r.event_id for r in read_table(spark, settings, "silver_miniprogram_events").collect()) == [
+        "S1", "S4", "S5"]
+    assert sorted(r.external_userid for r in read_table(spark, settings, "silver_wecom_contacts").collect()) == [
+        "W1", "W4", "W5"]

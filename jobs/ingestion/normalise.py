@@ -294,6 +294,13 @@ WECOM_SCHEMA = ("struct<change_type:string, event_time:string, brand_id:string, 
                 "tags:array<struct<group_name:string, tag_name:string>>, state:string>>")
 
 
+def _unreadable(path: str, parsed: str) -> Column:
+    """1 when the raw record has a non-null value at JSON `path` that the typed parse could not read (a string where
+    the schema has a list, a list of strings where it has objects: from_json turns the field into null), else 0."""
+    F = _F()
+    return F.when(F.get_json_object(F.col("_raw_record"), path).isNotNull() & F.col(parsed).isNull(), 1).otherwise(0)
+
+
 def _parsed_json(bronze: DataFrame, schema: str) -> DataFrame:
     F = _F()
     parsed = F.from_json(F.col("raw_record"), schema, {"mode": "PERMISSIVE"})
@@ -326,8 +333,9 @@ def type_miniprogram(bronze: DataFrame, key: bytes, default_brand_id: str, timez
           .withColumn("amount", to_decimal(j("amount")))
           .withColumn("items", items)
           .withColumn("coupon_id", j("coupon_id"))  # coupon_redeem: the redeemed coupon (optional, trimmed)
-          .withColumn("_bad_items", F.size(F.filter(F.col("items"), lambda i: i["sku_id"].isNull()
-                                                     | i["quantity"].isNull() | (i["quantity"] <= 0))))
+          .withColumn("_bad_items", F.when(F.col("items").isNull(), _unreadable("$.items", "_j.items"))
+                      .otherwise(F.size(F.filter(F.col("items"), lambda i: i["sku_id"].isNull()
+                                                 | i["quantity"].isNull() | (i["quantity"] <= 0)))))
           .withColumn("_pii", pii_array(pii_entry("mobile", F.col("_mobile")), pii_entry("openid", F.col("_openid")),
                                         pii_entry("unionid", F.col("_unionid")))))
     return _provenance(df, F.col("event_id"), default_brand_id, F.col("_j.brand_id"))
@@ -360,6 +368,8 @@ def type_wecom(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: s
               F.filter(remarks, lambda r: r["s"].isin("valid", "masked")),
               lambda r: F.when(r["s"] == "valid", mask_mobile_col(r["c"])).otherwise(r["c"]))))
           .withColumn("tags", F.col("_j.follow_user.tags"))
+          .withColumn("_bad_lists", _unreadable("$.follow_user.remark_mobiles", "_j.follow_user.remark_mobiles")
+                      + _unreadable("$.follow_user.tags", "_j.follow_user.tags"))
           .withColumn("_raw_added_at", follow("createtime"))
           .withColumn("added_at", F.when(follow("createtime").rlike(EPOCH_SECONDS),
                                          F.timestamp_seconds(follow("createtime").cast("long"))))
