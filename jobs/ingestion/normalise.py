@@ -296,9 +296,13 @@ WECOM_SCHEMA = ("struct<change_type:string, event_time:string, brand_id:string, 
 
 def _unreadable(path: str, parsed: str) -> Column:
     """1 when the raw record has a non-null value at JSON `path` that the typed parse could not read (a string where
-    the schema has a list, a list of strings where it has objects: from_json turns the field into null), else 0."""
+    the schema has a list, a list of strings where it has objects: from_json turns the field into null), else 0.
+    The raw record is parsed again only when the typed field is null and its name occurs in the text (most
+    mini-program events carry no `items`: a substring test spares them a second JSON parse)."""
     F = _F()
-    return F.when(F.get_json_object(F.col("_raw_record"), path).isNotNull() & F.col(parsed).isNull(), 1).otherwise(0)
+    name = path.rsplit(".", 1)[-1]
+    return F.when(F.col(parsed).isNull() & F.col("_raw_record").contains(f'"{name}"')
+                  & F.get_json_object(F.col("_raw_record"), path).isNotNull(), 1).otherwise(0)
 
 
 def _parsed_json(bronze: DataFrame, schema: str) -> DataFrame:
