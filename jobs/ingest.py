@@ -88,7 +88,8 @@ def _step(source: str, what: str) -> Iterator[None]:
 class SourceReport:
     source: str
     files: list[ledger_mod.FileCount] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)   # re-deliveries: known content under another path
+    already_ingested: int = 0   # files the ledger holds under this very path (a landing folder that keeps history)
     rule_counts: dict[str, int] = field(default_factory=dict)
 
     def totals(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class SourceReport:
                 "files_quarantined": [{"file": f.file_path, "reason": f.reason} for f in self.files
                                       if f.status == "quarantined_file"],
                 "files_skipped": self.skipped,
+                "files_already_ingested": self.already_ingested,
                 "rows_failed_by_rule": {k: v for k, v in self.rule_counts.items() if v}}
 
 
@@ -168,6 +170,9 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
             content_hash, size = readers.hash_file(path)
             relative = str(Path(path).relative_to(landing)) if Path(path).is_relative_to(landing) else path
             earlier = known.get((source, content_hash)) or seen.get(content_hash)
+            if earlier == relative:
+                report.already_ingested += 1
+                continue
             if earlier:
                 report.skipped.append({"file": relative, "same_content_as": earlier})
                 log.debug("%s: skip %s, same content as %s (already ingested)", source, relative, earlier)
@@ -175,7 +180,8 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
             seen[content_hash] = relative
             new.append(readers.LandedFile(source, path, day, content_hash, size, relative))
     if report.skipped:
-        log.info("%s: %d file(s) skipped, their content was already ingested", source, len(report.skipped))
+        log.info("%s: %d file(s) skipped, their content was already ingested from another file", source,
+                 len(report.skipped))
     if not new:
         return report
 

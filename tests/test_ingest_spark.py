@@ -192,15 +192,18 @@ def test_ingest_end_to_end_rerun_redelivery_and_late_file(spark, make_settings, 
     # Same day again: nothing new, every table identical
     before = _snapshot(spark, settings)
     again = run(spark, settings, RUN_DATE)
-    assert again["sources"]["pos"]["files"] == 0 and len(again["sources"]["pos"]["files_skipped"]) == 3
+    # the files it ingested are still in landing: counted, not listed as re-deliveries
+    assert again["sources"]["pos"]["files"] == 0 and again["sources"]["pos"]["files_already_ingested"] == 3
+    assert again["sources"]["pos"]["files_skipped"] == []
     assert _snapshot(spark, settings) == before
 
     # Next day: the same content re-delivered under another name is skipped; a late file for an old dt is picked up
     shutil.copy(landing / "pos" / "dt=2026-11-21" / "pos_s01.csv", write(landing, "pos", "2026-11-22", "copy.csv", ""))
     write(landing, "pos", "2026-11-19", "late.csv", POS_HEADER + "\nL1,1,S01,2026-11-19 10:00:00,,,K1,x,grape,1,1,1,cash\n")
     later = run(spark, settings, RUN_DATE + dt.timedelta(days=1))
-    assert {"file": "pos/dt=2026-11-22/copy.csv", "same_content_as": "pos/dt=2026-11-21/pos_s01.csv"} in \
-        later["sources"]["pos"]["files_skipped"]
+    assert later["sources"]["pos"]["files_skipped"] == [
+        {"file": "pos/dt=2026-11-22/copy.csv", "same_content_as": "pos/dt=2026-11-21/pos_s01.csv"}]
+    assert later["sources"]["pos"]["files_already_ingested"] == 3
     assert later["sources"]["pos"]["rows_landed"] == 6 and later["is_balanced"]  # late.csv + pos_tomorrow.csv
     assert [r[0] for r in _rows(spark, settings, "silver_pos_lines", "order_id")] == [
         "L1", "P1", "P1", "P2", "P3", "P4", "Z1", "Z1", "Z2", "Z3", "Z4"]
