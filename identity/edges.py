@@ -267,16 +267,19 @@ def _silver_rows(df: DataFrame, source_name: str, rules: IdentityRules) -> DataF
     combo = _combo_col(source_name, rules)
     ck1, ck2 = combo_keys(source_name, rules)
     one_id = F.col("one_id") if "one_id" in df.columns else F.lit(None).cast("string")
+    brand = F.col("brand_id") if "brand_id" in df.columns else F.lit(None).cast("string")
     return df.select(F.lit(source_name).alias("source"), F.col("source_record_id").cast("string"),
                      combo.alias("combo"), ck1.alias("ck1"), ck2.alias("ck2"),
                      seen_at.alias("seen_at"), anchor_at_col(F.col("dt"), seen_at).alias("anchor_at"),
-                     one_id.alias("one_id"))
+                     one_id.alias("one_id"), brand.alias("brand_id"))
 
 
 def record_keys(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFrame:
     """One row per source record: source, source_record_id, ckeys (sorted keys of its distinct identifier
-    combinations), seen_first / seen_last (its earliest and latest rows), anchor_at, and the state of the
-    silver `one_id` its rows carry (rows, rows_without_one_id, min_one_id, max_one_id)."""
+    combinations), seen_first / seen_last (its earliest and latest rows), anchor_at, the state of the
+    silver `one_id` its rows carry (rows, rows_without_one_id, min_one_id, max_one_id), and spans_brands: its rows
+    carry more than one brand_id (two brands delivered one record id: docs/landing-contract.md asks for ids unique
+    across brands, and the stage counts the records that are not)."""
     from pyspark.sql import functions as F
 
     parts = [_silver_rows(df, name, rules).drop("combo") for name, df in silver.items() if name in rules.sources]
@@ -288,7 +291,8 @@ def record_keys(silver: dict[str, DataFrame], rules: IdentityRules) -> DataFrame
                  F.min("seen_at").alias("seen_first"), F.max("seen_at").alias("seen_last"),
                  F.min("anchor_at").alias("anchor_at"), F.count(F.lit(1)).alias("rows"),
                  F.sum(F.col("one_id").isNull().cast("int")).alias("rows_without_one_id"),
-                 F.min("one_id").alias("min_one_id"), F.max("one_id").alias("max_one_id")))
+                 F.min("one_id").alias("min_one_id"), F.max("one_id").alias("max_one_id"),
+                 (F.min("brand_id") != F.max("brand_id")).alias("spans_brands")))
 
 
 def identifier_combos(silver: dict[str, DataFrame], rules: IdentityRules) -> dict[str, DataFrame]:

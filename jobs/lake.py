@@ -116,8 +116,13 @@ def overwrite_table(df: DataFrame, settings: Settings, name: str, partition_by: 
         writer.save(settings.table_path(name))
 
 
-def append_table(df: DataFrame, settings: Settings, name: str, partition_by: Sequence[str] = ()) -> None:
+def append_table(df: DataFrame, settings: Settings, name: str, partition_by: Sequence[str] = (),
+                 add_new_columns: bool = False) -> None:
+    """Append `df` to table `name`. `add_new_columns` lets a log table gain nullable columns added in a later
+    release (Delta `mergeSchema`: earlier rows read null); otherwise a schema difference is an error."""
     writer = df.write.format("delta").mode("append")
+    if add_new_columns:
+        writer = writer.option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with _fault_point(df.sparkSession, name):

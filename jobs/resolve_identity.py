@@ -73,7 +73,7 @@ RUN_SUMMARY_SCHEMA = (
     "records_touched long, records_without_one_id long, nodes long, nodes_active long, nodes_blocked long, "
     "nodes_shared long, link_pairs long, links_dropped_limit long, links_dropped_never_link long, one_ids long, "
     "largest_profile_nodes long, creates long, merges long, splits long, retires long, redirects long, "
-    "silver_records_updated map<string, long>")
+    "silver_records_updated map<string, long>, records_spanning_brands long")
 
 
 @contextlib.contextmanager
@@ -238,6 +238,13 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
             busy_days = over_limit_days(daily_record_counts(silver, rules, list(busy_limits(rules))), rules).localCheckpoint()
     else:
         records, combos, nodes, edges, busy_days, extra = _update_graph(spark, settings, rules, silver, increment, step)
+    # records whose rows carry two brands: one record id delivered by two brands (the full pass counts them all,
+    # an increment the records it read)
+    read = records if increment is None else extra["touched_now"]
+    spanning = read.where(F.col("spans_brands")).count()
+    if spanning:
+        log.warning("identity stage: %d source record id(s) were delivered by more than one brand and are resolved "
+                    "as one record each (docs/landing-contract.md, 'Keys and versions')", spanning)
     with step("guardrails"):
         overrides = _optional(spark, settings, "identity_overrides")
         pii = _optional(spark, settings, "pii_values")
@@ -409,6 +416,7 @@ def compute(spark: SparkSession, settings: Settings, run_date: dt.date, rules: I
             "one_ids": int(node_map["one_id"].nunique()),
             "largest_profile_nodes": int(node_map["one_id"].value_counts().max()) if len(node_map) else 0,
             "mode": "full" if increment is None else "incremental",
+            "records_spanning_brands": spanning,
         }
 
     return Resolved(combos=combos, edges=out_edges, rejections=rejections, records=records, busy_days=busy_days,
@@ -502,7 +510,7 @@ def _update_graph(spark: SparkSession, settings: Settings, rules: IdentityRules,
                 df = df.where(F.col("dt") > F.lit(increment.previous_run_date))
             ids = F.broadcast(touched.where(F.col("source") == name).select(F.col("source_record_id").alias("_rid")))
             current[name] = df.join(ids, df["source_record_id"].cast("string") == ids["_rid"], "left_semi")
-        touched_now = record_keys(current, rules).select(*RECORD_STATE_COLUMNS).localCheckpoint()
+        touched_now = record_keys(current, rules).select(*RECORD_STATE_COLUMNS, "spans_brands").localCheckpoint()
         records = replace_records(state_records, touched, touched_now)
         combo_state = read_table(spark, settings, COMBO_STATE)
         schemas = {name: combo_schema(df, name, rules) for name, df in silver.items()}
@@ -1018,7 +1026,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, step: Ste
     log.info("identity stage: %s", summary)
     finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     append_table(spark.createDataFrame([run_summary_row(summary, finished_at, time.monotonic() - started)],
-                                       RUN_SUMMARY_SCHEMA), settings, RUN_SUMMARY_TABLE)
+                                       RUN_SUMMARY_SCHEMA), settings, RUN_SUMMARY_TABLE, add_new_columns=True)
     return summary
 
 
@@ -1029,8 +1037,8 @@ def run_summary_row(summary: dict[str, Any], finished_at: dt.datetime, duration_
     >>> row = run_summary_row({"run_date": "2026-03-01", "mode": "incremental", "records": 9, "one_ids": 4,
     ...                        "events": {"merge": 2}, "silver_records_updated": {"pos": 3}},
     ...                       dt.datetime(2026, 3, 1, 2), 12.5)
-    >>> row[:7], row[15], row[17:22], row[-1]
-    ((datetime.date(2026, 3, 1), datetime.datetime(2026, 3, 1, 2, 0), 12.5, 'incremental', None, 9, None), 4, (0, 2, 0, 0, 0), {'pos': 3})
+    >>> row[:7], row[15], row[17:22], row[-2:]
+    ((datetime.date(2026, 3, 1), datetime.datetime(2026, 3, 1, 2, 0), 12.5, 'incremental', None, 9, None), 4, (0, 2, 0, 0, 0), ({'pos': 3}, 0))
     """
     events = summary.get("events", {})
 
@@ -1044,7 +1052,7 @@ def run_summary_row(summary: dict[str, Any], finished_at: dt.datetime, duration_
             count("nodes_shared"), count("link_pairs"), count("links_dropped_limit"),
             count("links_dropped_never_link"), count("one_ids"), count("largest_profile_nodes"),
             *(int(events.get(e, 0)) for e in ("create", "merge", "split", "retire")), count("redirects"),
-            {k: int(v) for k, v in summary.get("silver_records_updated", {}).items()})
+            {k: int(v) for k, v in summary.get("silver_records_updated", {}).items()}, count("records_spanning_brands"))
 
 
 def rebuild(spark: SparkSession, settings: Settings, run_date: dt.date, dry_run: bool = True) -> dict[str, Any]:

@@ -261,3 +261,42 @@ def test_a_phone_on_many_orders_a_day_is_shared(spark):
     blocked = spark.createDataFrame([("mobile:junk",)], "node_key string")
     got = [tuple(r) for r in busy_nodes(daily, rules, blocked).collect()]
     assert got == [("mobile:store", "shared", "seen on 6 pos records in one day (max_records_per_day 5)")]
+
+
+def test_a_record_id_delivered_by_two_brands_is_counted(spark, settings, caplog):
+    """Card C100 and POS order O1 exist in brands main and b2 (the contract asks for ids unique across brands):
+    the graph keeps the two brands' cards apart, and the stage counts and logs the records that span brands,
+    over all records in a full pass and over the records it reads in an increment. The lake's run log was
+    written by a release without the count: its row stays and reads null."""
+    import logging
+
+    from cdp.lake import append_table, read_table
+    from cdp.resolve_identity import RUN_SUMMARY_SCHEMA, RUN_SUMMARY_TABLE, run
+
+    from pyspark.sql import functions as F
+
+    earlier_schema = RUN_SUMMARY_SCHEMA.removesuffix(", records_spanning_brands long")
+    earlier_columns = spark.createDataFrame([], earlier_schema).schema
+    earlier_row = spark.createDataFrame([(None,) * len(earlier_columns)], earlier_columns)
+    append_table(earlier_row.withColumn("mode", F.lit("full")), settings, RUN_SUMMARY_TABLE)
+
+    day1 = {"silver_crm_members": [{"member_card_no": "C100", "mobile": M1, "registered_at": t(D1, 1)},
+                                   {"member_card_no": "C100", "mobile": M2, "registered_at": t(D1, 2), "brand_id": "b2"},
+                                   {"member_card_no": "C101", "mobile": FAMILY, "registered_at": t(D1, 3)}],
+            "silver_pos_lines": [pos("O1", "C100", None, t(D1, 5)), {**pos("O1", "C200", None, t(D1, 6)), "brand_id": "b2"},
+                                 pos("O2", "C101", None, t(D1, 7))]}
+    write_silver(spark, settings, D1, day1)
+    with caplog.at_level(logging.WARNING, logger="cdp.resolve_identity"):
+        first = run(spark, settings, D1)
+    assert first["mode"] == "full" and first["records_spanning_brands"] == 2
+    assert "2 source record id(s) were delivered by more than one brand" in caplog.text
+    ids = {r.node_key: r.one_id for r in read_table(spark, settings, "identity_nodes").collect()}
+    assert ids["member_card:main:C100"] != ids["member_card:b2:C100"]
+
+    # day 2 touches b2's order O1 (one more line) and a new main order: the increment reads one spanning record
+    write_silver(spark, settings, D2, {"silver_pos_lines": [{**pos("O1", "C200", None, t(D2, 5), line=2), "brand_id": "b2"},
+                                                            pos("O3", "C101", None, t(D2, 6))]})
+    second = run(spark, settings, D2)
+    assert second["mode"] == "incremental" and second["records_spanning_brands"] == 1
+    logged = read_table(spark, settings, "identity_run_summary").orderBy(F.col("finished_at").asc_nulls_first()).collect()
+    assert [(r.mode, r.records_spanning_brands) for r in logged] == [("full", None), ("full", 2), ("incremental", 1)]
