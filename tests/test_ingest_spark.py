@@ -297,3 +297,23 @@ def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spa
         "S1", "S4", "S5"]
     assert sorted(r.external_userid for r in read_table(spark, settings, "silver_wecom_contacts").collect()) == [
         "W1", "W4", "W5"]
+
+
+def test_timestamps_with_an_offset_or_epoch_parse_and_local_wall_clocks_do_not(spark):
+    """The forms the contract accepts for mini-program and WeCom times (docs/landing-contract.md, "Normalisation
+    in silver") all give the same instant; a time without an offset, or a number of the wrong size, gives null."""
+    from pyspark.sql import functions as F
+
+    from cdp.ingestion.normalise import epoch_or_iso_ts
+
+    instant = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.timezone.utc).timestamp()
+    cases = [("2026-11-20T10:00:00+08:00", instant), ("2026-11-20T02:00:00Z", instant),
+             ("2026-11-20 10:00:00+08:00", instant), ("2026-11-20T10:00:00+0800", instant),
+             ("2026-11-20T10:00:00+08", instant), ("2026-11-19T21:00:00-05:00", instant),
+             ("2026-11-20T10:00:00.250+08:00", instant + 0.25), (str(int(instant)), instant),
+             (str(int(instant * 1000) + 250), instant + 0.25),
+             ("2026-11-20T10:00:00", None), ("2026-11-20 10:00:00", None), ("2026-11-20T10:00:00+8", None),
+             ("20261120T100000+0800", None), ("12345678", None), ("17951400001", None), ("", None)]
+    got = (spark.createDataFrame([(text,) for text, _ in cases], "text string")
+           .select("text", epoch_or_iso_ts(F.col("text")).cast("double").alias("epoch")).collect())
+    assert [(r.text, r.epoch) for r in got] == cases

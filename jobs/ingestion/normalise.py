@@ -24,8 +24,10 @@ REFERENCE_TAIL = ("dt", "source_file", "source_line", "ingested_at")
 MOBILE_PREFIX = r"^(?:\+86|0086|86)(?=1\d{10}$)"
 VALID_MOBILE = r"^1[3-9]\d{9}$"
 LOCAL_TS_FORMAT = "yyyy-MM-dd HH:mm:ss"
-ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-EPOCH_SECONDS = r"^\d{9,10}$"
+# ISO 8601 / RFC 3339 with an explicit offset: `T` or a space between date and time, offset Z, +08:00, +0800 or +08
+ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"
+EPOCH_SECONDS = r"^\d{9,10}$"    # 1973-2286
+EPOCH_MILLIS = r"^\d{12,13}$"    # the same span in milliseconds (13 digits from 2001): never a seconds value
 
 # Silver column order per table (docs/tables.md); provenance columns wrap the table's own columns.
 SILVER_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -82,14 +84,24 @@ def local_ts(col: Column, timezone: str) -> Column:
 
 
 def iso_ts(col: Column) -> Column:
-    """ISO 8601 with an explicit offset (`Z` or `+08:00`) -> UTC timestamp; without an offset -> null."""
+    """ISO 8601 with an explicit offset (ISO_WITH_OFFSET) -> UTC timestamp; without an offset -> null (the
+    wall clock of an unknown zone is not guessed). The text is brought to `yyyy-MM-ddTHH:mm:ss[.f]+hh:mm`
+    before Spark's cast, so the accepted forms do not depend on what the cast happens to allow."""
     F = _F()
-    return F.when(col.rlike(ISO_WITH_OFFSET), col.cast("timestamp"))
+    canonical = F.regexp_replace(F.regexp_replace(F.regexp_replace(
+        col, r"^(\d{4}-\d{2}-\d{2}) ", "$1T"), r"([+-]\d{2})(\d{2})$", "$1:$2"), r"([+-]\d{2})$", "$1:00")
+    return F.when(col.rlike(ISO_WITH_OFFSET), canonical.cast("timestamp"))
+
+
+def epoch_ts(col: Column) -> Column:
+    """Epoch seconds (EPOCH_SECONDS) or milliseconds (EPOCH_MILLIS) -> UTC timestamp; anything else -> null."""
+    F = _F()
+    return (F.when(col.rlike(EPOCH_SECONDS), F.timestamp_seconds(col.cast("long")))
+            .when(col.rlike(EPOCH_MILLIS), F.timestamp_millis(col.cast("long"))))
 
 
 def epoch_or_iso_ts(col: Column) -> Column:
-    F = _F()
-    return F.when(col.rlike(EPOCH_SECONDS), F.timestamp_seconds(col.cast("long"))).otherwise(iso_ts(col))
+    return _F().coalesce(epoch_ts(col), iso_ts(col))
 
 
 def to_decimal(col: Column, precision: int = 18, scale: int = 2) -> Column:
@@ -324,7 +336,7 @@ def type_miniprogram(bronze: DataFrame, key: bytes, default_brand_id: str, timez
         to_decimal(clean(i["price"])).alias("price")))
     df = (df.withColumn("event_id", j("event_id"))
           .withColumn("event_type", j("event_type"))
-          .withColumn("event_at", iso_ts(j("event_time")))
+          .withColumn("event_at", epoch_or_iso_ts(j("event_time")))
           .withColumn("appid", j("appid"))
           .withColumn("_openid", j("openid"))
           .withColumn("_unionid", j("unionid"))
@@ -375,8 +387,7 @@ def type_wecom(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: s
           .withColumn("_bad_lists", _unreadable("$.follow_user.remark_mobiles", "_j.follow_user.remark_mobiles")
                       + _unreadable("$.follow_user.tags", "_j.follow_user.tags"))
           .withColumn("_raw_added_at", follow("createtime"))
-          .withColumn("added_at", F.when(follow("createtime").rlike(EPOCH_SECONDS),
-                                         F.timestamp_seconds(follow("createtime").cast("long"))))
+          .withColumn("added_at", epoch_ts(follow("createtime")))
           .withColumn("last_change_type", change)
           .withColumn("last_change_at", epoch_or_iso_ts(clean(F.col("_j.event_time"))))
           .withColumn("is_active", ~change.isin("del_external_contact", "del_follow_user"))
