@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from cdp.errors import ConfigError
 
@@ -55,6 +55,22 @@ class Settings(_Frozen):
     sources: dict[str, SourceSettings] = {}
     tables: dict[str, str] = {}
     conf_dir: str = ""
+
+    @field_validator("landing_dir", "lake_dir")
+    @classmethod
+    def _absolute(cls, folder: str) -> str:
+        """A local folder given relative to the working directory becomes absolute, once: Delta's SQL
+        (`ALTER TABLE delta.`path``) reads a relative path as a table name, and a Spark job may run elsewhere.
+        URIs (`s3a://...`, `file:/...`) are kept as given.
+
+        >>> Settings._absolute("/data/lake"), Settings._absolute("s3a://lake/cdp")
+        ('/data/lake', 's3a://lake/cdp')
+        >>> Settings._absolute("data/lake") == os.path.join(os.getcwd(), "data/lake")
+        True
+        """
+        if ":" in folder.split("/", 1)[0]:
+            return folder
+        return os.path.abspath(folder)
 
     def table_path(self, name: str) -> str:
         """Location of the logical table `name` under the lake folder."""

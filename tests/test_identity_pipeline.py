@@ -300,3 +300,18 @@ def test_a_record_id_delivered_by_two_brands_is_counted(spark, settings, caplog)
     assert second["mode"] == "incremental" and second["records_spanning_brands"] == 1
     logged = read_table(spark, settings, "identity_run_summary").orderBy(F.col("finished_at").asc_nulls_first()).collect()
     assert [(r.mode, r.records_spanning_brands) for r in logged] == [("full", None), ("full", 2), ("incremental", 1)]
+
+
+def test_a_lake_given_relative_to_the_working_directory(spark, settings, monkeypatch):
+    """`make demo` passes `--lake data/demo/lake`: the stage's Delta SQL (table properties of its state tables)
+    must get the folder as an absolute path, not a table name relative to nothing."""
+    from pathlib import Path
+
+    from cdp.cli import main as cdp_main
+    from cdp.lake import read_table
+
+    write_silver(spark, settings, D1, DAY1)
+    lake = Path(settings.lake_dir)
+    monkeypatch.chdir(lake.parent)
+    assert cdp_main(["identity", "resolve", "--lake", lake.name, "--date", D1.isoformat()]) == 0
+    assert read_table(spark, settings, "identity_nodes").where("one_id is not null").count() > 0
