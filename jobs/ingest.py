@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from cdp.entry import job_main
+from cdp.errors import ConfigError
 from cdp.ingestion import ledger as ledger_mod
 from cdp.ingestion import quarantine as quarantine_mod
 from cdp.ingestion import readers
@@ -331,7 +333,11 @@ def lay_out_silver(spark: SparkSession, settings: Settings, tables: Sequence[str
 
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
-    """Ingest every not-yet-ingested landing file with dt <= run_date; returns the per-source summary."""
+    """Ingest every not-yet-ingested landing file with dt <= run_date; returns the per-source summary.
+    A local landing folder that does not exist is an error (a mistyped path must not look like a quiet day)."""
+    landing = settings.landing_dir
+    if ":" not in landing.split("/", 1)[0] and not os.path.isdir(landing):
+        raise ConfigError(f"landing folder {landing} does not exist (--landing, or landing_dir of the profile)")
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     run_id = f"ingest-{run_date.isoformat()}-{ingested_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     ctx = _RunContext(run_id, ingested_at, load_secret(settings), _stage_dir(settings, run_id))

@@ -45,9 +45,14 @@ def available_stages() -> tuple[Stage, ...]:
 
 def run_pipeline(spark: SparkSession, settings: Settings, run_date: dt.date,
                  stages: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
-    """Run the stages in order for `run_date`; returns each stage's summary."""
+    """Run the stages in order for `run_date`; returns each stage's summary. An unknown stage name is an error
+    before anything runs (a typo must not look like a successful run of nothing)."""
+    from cdp.errors import ConfigError
     from cdp.locking import lake_lock
 
+    unknown = sorted(set(stages or ()) - set(stage_names()))
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {stage_names()}")
     summaries: dict[str, dict[str, Any]] = {}
     with lake_lock(settings.lake_dir):
         for stage in STAGES:

@@ -179,3 +179,29 @@ def test_cluster_by_date_lays_out_a_scattered_table_once(spark, settings):
     # no date column: nothing to do
     overwrite_table(spark.createDataFrame([("a",)], "store_id string"), settings, "silver_catalog")
     assert cluster_by_date(spark, settings, "silver_catalog") is None
+
+
+def test_a_mistyped_stage_name_is_an_error_before_anything_runs(tmp_path):
+    """`cdp run --stages ingets` used to print {} and exit 0. No Spark is needed to refuse it: the session
+    argument is never touched, and no lock file is created in the lake."""
+    from cdp.pipeline import run_pipeline
+
+    settings = load_settings(overrides={"lake_dir": tmp_path / "lake"})
+    with pytest.raises(ConfigError, match=r"unknown stage\(s\) \['ingets'\]; stages are \('ingest', 'identity'"):
+        run_pipeline(None, settings, dt.date(2026, 11, 27), stages=("ingets", "identity"))
+    assert not (tmp_path / "lake").exists()
+
+
+def test_relative_local_folders_become_absolute_and_uris_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(overrides={"lake_dir": "data/lake", "landing_dir": "s3a://landing/cdp"})
+    assert (settings.lake_dir, settings.landing_dir) == (str(tmp_path / "data/lake"), "s3a://landing/cdp")
+    assert settings.table_path("silver_pos_lines") == str(tmp_path / "data/lake/silver/pos_lines")
+
+
+def test_a_missing_landing_folder_is_an_error_not_a_quiet_day(tmp_path):
+    from cdp.ingest import run
+
+    settings = load_settings(overrides={"lake_dir": tmp_path / "lake", "landing_dir": tmp_path / "nolanding"})
+    with pytest.raises(ConfigError, match="landing folder .*nolanding does not exist"):
+        run(None, settings, dt.date(2026, 11, 27))
