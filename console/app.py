@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cdp.console import engine_adapter as engine
 from cdp.console.auth import Session, SessionStore, load_users, role_permissions
-from cdp.console.views import LakeViews, mask_record, normalise_mobile
+from cdp.console.views import LakeViews, mask_record, normalise_mobile, withhold_raw_text
 from cdp.errors import CdpError, ConfigError
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ def create_app(spark: SparkSession, settings: Settings, users_file: str | Path,
             raise HTTPException(404, f"table {name!r} has not been written yet")
         from cdp.console.views import rows
 
-        out = rows(t, limit)
+        out = [withhold_raw_text(r) for r in rows(t, limit)]
         masked = "profiles:lookup_mobile" not in session.permissions
         return {"table": name, "columns": t.columns, "rows": [mask_record(r) for r in out] if masked else out}
 

@@ -360,6 +360,21 @@ MASKED_KEYS = frozenset({"member_card_no", "member_card", "external_userid", "bu
 HASH_KEYS = frozenset({"mobile_hash", "unionid_hash", "openid_hash", "remark_mobile_hashes", "value_hash"})
 
 
+# Columns holding a delivered line as it came (quarantine_rows.raw_record): raw mobiles, names and openids
+# inside free text that no masking by key can reach, so the console serves them to no role.
+RAW_TEXT_KEYS = frozenset({"raw_record"})
+
+
+def withhold_raw_text(row: dict[str, Any]) -> dict[str, Any]:
+    """Replace RAW_TEXT_KEYS values by a note with their length (the rule and reason stay readable).
+
+    >>> withhold_raw_text({"rule": "mobile_valid", "raw_record": "O1,1,S1,13912345678"})
+    {'rule': 'mobile_valid', 'raw_record': '(withheld by the console: 19 characters as delivered, may hold personal data)'}
+    """
+    return {k: (f"(withheld by the console: {len(v)} characters as delivered, may hold personal data)"
+                if k in RAW_TEXT_KEYS and isinstance(v, str) else v) for k, v in row.items()}
+
+
 def mask_record(value: Any, key: str | None = None) -> Any:
     """Recursively mask identifier values in a JSON-ready structure (see MASKED_KEYS / HASH_KEYS).
 

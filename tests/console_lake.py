@@ -136,6 +136,11 @@ def write_tiny_lake(spark, settings) -> None:
                      run_summary_row({"run_date": str(AS_OF), "mode": "incremental", "records": 8, "records_touched": 2,
                                       "one_ids": 2, "nodes_shared": 1, "events": {"merge": 1}}, _ts(0), 12.04)]
     overwrite_table(spark.createDataFrame(identity_runs, RUN_SUMMARY_SCHEMA), settings, "identity_run_summary")
+    # a quarantined row keeps the delivered line (with a raw mobile): engineers read its reason, never the line
+    overwrite_table(spark.createDataFrame([("pos", "/landing/pos/dt=x/a.csv", "c1", 2, "amount_parses", "amount is not a number",
+                                            f"P9,1,S1,2026-06-30 10:00:00,,{MOBILE_A},K1,x,x,1,abc,abc,cash")],
+                                          "source string, file_path string, content_hash string, source_line long, "
+                                          "rule string, reason string, raw_record string"), settings, "quarantine_rows")
     # raw personal data: must never be served by the console
     overwrite_table(spark.createDataFrame([("mobile", mobile_a_hash, MOBILE_A, _ts(400))],
                                           "kind string, value_hash string, value string, first_seen_at timestamp"),

@@ -301,6 +301,11 @@ def test_console_api(console, spark):
         for who in (m, e, a):
             res = client.get(f"/api/tables/{name}", headers=who)
             assert res.status_code == 403 and "13912345678" not in res.text
+    for who in (e, a):
+        quarantined = client.get("/api/tables/quarantine_rows", headers=who)
+        assert quarantined.status_code == 200 and "13912345678" not in quarantined.text
+        assert [(r["rule"], r["raw_record"][:25]) for r in quarantined.json()["rows"]] == [
+            ("amount_parses", "(withheld by the console:")]
     assert client.get("/api/tables/no_such_table", headers=e).status_code == 404
     assert client.get("/api/tables/gold_profiles?limit=1000", headers=m).status_code == 422
 
