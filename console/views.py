@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cdp.lake import read_table, table_exists
+from cdp.privacy import MASKED_IDENTIFIER_FIELDS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -356,7 +357,7 @@ class LakeViews:
 
 
 # Keys whose values identify a person by themselves: masked for roles without `profiles:lookup_mobile`.
-MASKED_KEYS = frozenset({"member_card_no", "member_card", "external_userid", "buyer_id"})
+MASKED_KEYS = MASKED_IDENTIFIER_FIELDS
 HASH_KEYS = frozenset({"mobile_hash", "unionid_hash", "openid_hash", "remark_mobile_hashes", "value_hash"})
 
 

@@ -35,6 +35,7 @@ class Role(BaseModel):
     may_lookup_mobile: bool = False
     may_export: bool = False
     may_erase: bool = False
+    mask_identifiers: bool = False   # query views show card / WeCom / buyer ids masked (cdp.privacy)
 
     def may_read(self, table: str) -> bool:
         if any(fnmatch.fnmatchcase(table, p) for p in self.deny_tables):
@@ -83,14 +84,17 @@ def read_as(spark: SparkSession, settings: Settings, role: Role, table: str) -> 
 
 
 def open_query_session(spark: SparkSession, settings: Settings, role: Role) -> SparkSession:
-    """A new Spark SQL session that sees only the role's tables (by logical name) and no raw file paths."""
+    """A new Spark SQL session that sees only the role's tables (by logical name) and no raw file paths; for a
+    role with `mask_identifiers` the views show member cards, WeCom and buyer ids masked."""
     from cdp.lake import read_table, table_exists
+    from cdp.privacy import mask_identifier_fields
 
     session = spark.newSession()
     session.conf.set("spark.sql.runSQLOnFiles", "false")
     for name in readable_tables(settings, role):
         if table_exists(spark, settings, name):
-            read_table(session, settings, name).createOrReplaceTempView(name)
+            table = read_table(session, settings, name)
+            (mask_identifier_fields(table) if role.mask_identifiers else table).createOrReplaceTempView(name)
     return session
 
 

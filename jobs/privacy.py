@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from cdp.errors import MissingSecretError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
     from cdp.config import Settings
 
@@ -91,3 +91,47 @@ def mask_name_col(col: Column) -> Column:
     from pyspark.sql import functions as F
 
     return F.when(F.length(col) > 0, F.concat(F.substring(col, 1, 1), F.repeat(F.lit("*"), F.length(col) - 1)))
+
+
+# Fields whose values identify a person by themselves but stay in clear in silver and gold (the retailer's own
+# card numbers, WeCom and platform buyer ids): shown masked to roles that do not see identifiers (the console,
+# `cdp query --role marketer`).
+MASKED_IDENTIFIER_FIELDS = frozenset({"member_card_no", "member_card", "external_userid", "buyer_id"})
+
+
+def mask_identifier_col(col: Column) -> Column:
+    """First two and last two characters kept, 'M00012345' -> 'M0*****45'; four or fewer become stars (the
+    Spark form of the console's `mask_identifier`)."""
+    from pyspark.sql import functions as F
+
+    stars = F.repeat(F.lit("*"), F.greatest(F.length(col) - 4, F.lit(0)))
+    return (F.when(F.length(col) <= 4, F.repeat(F.lit("*"), F.length(col)))
+            .otherwise(F.concat(F.substring(col, 1, 2), stars, F.substring(col, -2, 2))))
+
+
+def mask_identifier_fields(df: DataFrame) -> DataFrame:
+    """`df` with every MASKED_IDENTIFIER_FIELDS string masked wherever it sits: a column, a struct field, the
+    elements of an array (e.g. gold_profiles.memberships[].member_card_no). Other columns are untouched."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType, StructType
+
+    def needs(dtype, name: str | None) -> bool:
+        if isinstance(dtype, StringType):
+            return name in MASKED_IDENTIFIER_FIELDS
+        if isinstance(dtype, ArrayType):
+            return needs(dtype.elementType, name)
+        if isinstance(dtype, StructType):
+            return any(needs(f.dataType, f.name) for f in dtype.fields)
+        return False
+
+    def masked(col: Column, dtype, name: str | None) -> Column:
+        if not needs(dtype, name):
+            return col
+        if isinstance(dtype, StringType):
+            return mask_identifier_col(col)
+        if isinstance(dtype, ArrayType):
+            return F.transform(col, lambda element: masked(element, dtype.elementType, name))
+        return F.when(col.isNotNull(), F.struct(*[masked(col[f.name], f.dataType, f.name).alias(f.name)
+                                                  for f in dtype.fields]))
+
+    return df.select(*[masked(F.col(f"`{f.name}`"), f.dataType, f.name).alias(f.name) for f in df.schema.fields])

@@ -36,5 +36,18 @@ def test_marketer_query_sees_gold_but_not_bronze_nor_raw_paths(spark, settings):
         run_query(spark, settings, marketer, "DROP TABLE gold_profiles")
     with pytest.raises(AccessDenied, match="read-only"):
         run_query(spark, settings, marketer, "CACHE TABLE gold_profiles")
+    # card numbers stay in clear in gold (downstream tools join on them) but a marketer's query sees them masked,
+    # nested in arrays too; the engineer sees them as stored
+    overwrite_table(spark.createDataFrame(
+        [("OID1", "M00012345", [("main", "M00012345"), ("b2", "C7")]), ("OID2", None, None)],
+        "one_id string, member_card_no string, memberships array<struct<brand_id string, member_card_no string>>"),
+        settings, "gold_segment_base")
+    query = "SELECT one_id, member_card_no, memberships FROM gold_segment_base ORDER BY one_id"
+    assert [r.asDict(recursive=True) for r in run_query(spark, settings, marketer, query).collect()] == [
+        {"one_id": "OID1", "member_card_no": "M0*****45",
+         "memberships": [{"brand_id": "main", "member_card_no": "M0*****45"}, {"brand_id": "b2", "member_card_no": "**"}]},
+        {"one_id": "OID2", "member_card_no": None, "memberships": None}]
+    engineer = get_role(settings, "data_engineer")
+    assert run_query(spark, settings, engineer, query).collect()[0].memberships[0].member_card_no == "M00012345"
     # a CTE is still a read-only query
     assert run_query(spark, settings, marketer, "WITH p AS (SELECT * FROM gold_profiles) SELECT count(*) FROM p").collect()[0][0] == 1
