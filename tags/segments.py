@@ -519,6 +519,14 @@ def export_segment(spark: SparkSession, settings: Settings, name: str,
         run_date = all_members.agg(F.max("run_date")).first()[0]
         if run_date is None:
             raise ConfigError(f"segment {definition.name!r} has never been run. Fix: `cdp segment run {definition.name}`")
+    else:
+        members_table = read_table(spark, settings, "gold_segment_members")
+        if members_table.where(F.col("run_date") == F.lit(run_date)).limit(1).count() == 0:
+            latest = [r[0].isoformat() for r in members_table.select("run_date").distinct()
+                      .orderBy(F.col("run_date").desc()).limit(3).collect()]
+            raise ConfigError(f"no segment has members on {run_date.isoformat()}: segments were not run for that date "
+                              f"(latest run dates: {', '.join(latest) or 'none'}). "
+                              f"Fix: `cdp segment run --date {run_date.isoformat()}` or export another date")
     seg_members = all_members.filter(F.col("run_date") == F.lit(run_date)).select("one_id").distinct()
     profiles = read_table(spark, settings, "gold_profiles")
     flagged = consented(seg_members, profiles, definition.brand_id).cache()

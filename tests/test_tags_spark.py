@@ -297,6 +297,12 @@ def test_segments_preview_run_export_on_d1(spark, lake, tmp_path, capsys):
     s = export_segment(spark, lake, "dormant_3_6_months", "wecom", tmp_path / "f.csv")
     assert (s["members"], s["consented"], s["consented_without_identifier"], s["rows"]) == (1, 1, 1, 0)
     assert read_table(spark, lake, "gold_segment_members").filter(F.col("segment") == "x").count() == 0
+    # a date segments were never run for is an error naming the dates that exist, not an empty file
+    from cdp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"no segment has members on 2026-06-01.*latest run dates: 2026-06-30"):
+        export_segment(spark, lake, "kyoho_not_black_vine", "wecom", tmp_path / "none.csv", dt.date(2026, 6, 1))
+    assert not (tmp_path / "none.csv").exists()
 
 
 def test_d2_history_and_campaign_feedback(spark, lake):
