@@ -3,8 +3,8 @@
 Thin by design: every task is one call into `cdp.pipeline.run_stage`, which runs the same job module that
 `cdp run` and `spark-submit jobs/<job>.py` run. Nothing heavy is imported at parse time.
 
-Configuration (Airflow Variables or environment): `CDP_PROFILE` (local | cluster), and optionally
-`cdp_landing_dir` / `cdp_lake_dir` Variables or the run conf keys `landing` / `lake` to point at other folders.
+Configuration: the environment variable `CDP_PROFILE` (local | cluster) picks the profile and its folders; the
+run conf keys `landing` / `lake` point one run at other folders.
 The run at 03:00 (Asia/Shanghai) on day D+1 processes landing day D: the run date is the logical date in the
 pipeline's time zone minus one day, or the run conf key `date` (YYYY-MM-DD). Backfills
 (`airflow backfill create --dag-id cdp_daily --from-date ... --to-date ...`) re-run past days idempotently.
