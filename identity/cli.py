@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -60,8 +61,12 @@ def _resolve(args: argparse.Namespace) -> int:
     from cdp.entry import run_date_from_args
     from cdp.resolve_identity import run
 
+    from cdp.locking import lake_lock
+
     spark, settings = _session(args)
-    print(json.dumps(run(spark, settings, run_date_from_args(args, settings), full=args.full), indent=2, default=str))
+    with lake_lock(settings.lake_dir):   # one writer per lake, as `cdp run` and the Airflow tasks
+        summary = run(spark, settings, run_date_from_args(args, settings), full=args.full)
+    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
@@ -69,8 +74,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     from cdp.entry import run_date_from_args
     from cdp.resolve_identity import rebuild
 
+    from cdp.locking import lake_lock
+
     spark, settings = _session(args)
-    report = rebuild(spark, settings, run_date_from_args(args, settings), dry_run=args.dry_run)
+    with lake_lock(settings.lake_dir) if not args.dry_run else contextlib.nullcontext():   # a dry run writes nothing
+        report = rebuild(spark, settings, run_date_from_args(args, settings), dry_run=args.dry_run)
     print(json.dumps(report, indent=2, default=str))
     return 0
 
@@ -164,9 +172,11 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _overrides_add(args: argparse.Namespace) -> int:
     import pandas as pd
+    from pyspark.sql import functions as F
 
     from cdp.identity.guardrails import OVERRIDE_COLUMNS
-    from cdp.lake import append_table
+    from cdp.lake import append_table, read_table, table_exists
+    from cdp.locking import lake_lock
 
     spark, settings = _session(args)
     keys = _identifier_keys(args, settings)
@@ -179,7 +189,18 @@ def _overrides_add(args: argparse.Namespace) -> int:
     row = pd.DataFrame([dict(zip(OVERRIDE_COLUMNS, (override_id, args.action, a, b, args.reason, created, args.by)))])
     schema = ("override_id string, action string, node_key string, other_node_key string, reason string, "
               "created_at timestamp, created_by string")
-    append_table(spark.createDataFrame(row, schema), settings, "identity_overrides")
+    if table_exists(spark, settings, "identity_nodes"):
+        seen = read_table(spark, settings, "identity_nodes").where(F.col("node_key").isin([k for k in (a, b) if k]))
+        unseen = len({k for k in (a, b) if k}) - seen.count()
+        if unseen:
+            print(f"note: {unseen} of the identifiers is not in identity_nodes yet (never seen in silver, or a typo); "
+                  "the override applies when it appears")
+    with lake_lock(settings.lake_dir):
+        if (table_exists(spark, settings, "identity_overrides") and read_table(spark, settings, "identity_overrides")
+                .where(F.col("override_id") == override_id).limit(1).count()):
+            print(f"override {override_id} ({args.action}) is already recorded; nothing changed")
+            return 0
+        append_table(spark.createDataFrame(row, schema), settings, "identity_overrides")
     print(f"override {override_id} ({args.action}) recorded; the next identity run applies it")
     return 0
 
@@ -199,11 +220,20 @@ def _overrides_list(args: argparse.Namespace) -> int:
 
 def _overrides_remove(args: argparse.Namespace) -> int:
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     if not re.fullmatch(r"[0-9a-f]{12}", args.override_id):
         raise CdpError("override ids are 12 hex digits, as printed by `cdp identity overrides list`")
+    from cdp.lake import read_table, table_exists
+    from cdp.locking import lake_lock
+
     spark, settings = _session(args)
-    DeltaTable.forPath(spark, settings.table_path("identity_overrides")).delete(f"override_id = '{args.override_id}'")
+    with lake_lock(settings.lake_dir):
+        if not (table_exists(spark, settings, "identity_overrides") and read_table(spark, settings, "identity_overrides")
+                .where(F.col("override_id") == args.override_id).limit(1).count()):
+            raise CdpError(f"no override {args.override_id} in this lake ({settings.lake_dir}); "
+                           "`cdp identity overrides list` shows the recorded ones")
+        DeltaTable.forPath(spark, settings.table_path("identity_overrides")).delete(f"override_id = '{args.override_id}'")
     print(f"override {args.override_id} removed; the next identity run applies the change")
     return 0
 

@@ -69,9 +69,12 @@ def _segment_preview(args: argparse.Namespace) -> int:
 def _segment_run(args: argparse.Namespace) -> int:
     from cdp.tags.segments import run_segments
 
+    from cdp.locking import lake_lock
+
     settings = settings_from_args(args)
     spark = open_spark(settings)
-    summary = run_segments(spark, settings, args.date, args.names or None)
+    with lake_lock(settings.lake_dir):   # one writer per lake, as `cdp run` and the Airflow tasks
+        summary = run_segments(spark, settings, args.date, args.names or None)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 

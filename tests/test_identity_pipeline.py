@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 
 import pytest
 
@@ -172,6 +173,21 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
                      "--mobile", M9[3], "--reason", "confirmed at the counter"]) == 0
     assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--node-key", "buyer_id:tmall:b1",
                      "--reason", "shared shop account"]) == 0
+    capsys.readouterr()
+    # the same decision twice is recorded once; an unseen identifier is noted; removing an unknown id is an error
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "never_link", "--card", "main:C001",
+                     "--openid", "wxapp:oA", "--reason", "again", "--by", "steward2"]) == 0
+    assert "already recorded; nothing changed" in capsys.readouterr().out
+    assert read_table(spark, settings, "identity_overrides").count() == 3
+    assert cdp_main(["identity", "overrides", "remove", *lake, "0123456789ab"]) == 2
+    assert "no override 0123456789ab in this lake" in capsys.readouterr().err
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--card", "main:NEVERSEEN",
+                     "--reason", "typo check"]) == 0
+    noted = capsys.readouterr().out
+    assert "1 of the identifiers is not in identity_nodes yet" in noted
+    added = re.search(r"override ([0-9a-f]{12}) \(block\) recorded", noted).group(1)
+    assert cdp_main(["identity", "overrides", "remove", *lake, added]) == 0
+    assert read_table(spark, settings, "identity_overrides").count() == 3
     capsys.readouterr()
     run(spark, settings, D3)
     p3 = profiles(spark, settings)
