@@ -129,6 +129,16 @@ def _explain(args: argparse.Namespace) -> int:
             if row.status != "active":
                 print(f"{row.node_key.split(':', 1)[0]} identifier is {row.status}: it has no One-ID (see guardrail decisions)")
         one_ids += [o for o in found["one_id"] if isinstance(o, str)]
+    if asked:
+        present = {r.one_id for r in nodes_t.where(F.col("one_id").isin([cur for _, cur in asked]))
+                   .select("one_id").distinct().collect()}
+        unknown = [oid for oid, cur in asked if cur not in present]
+        if unknown and len(unknown) == len(asked) and not keys:
+            raise CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
+                           "nor does any redirect lead from it to one")
+        for oid in unknown:
+            print(f"One-ID {oid}: no profile carries it in this lake")
+        one_ids = [o for o in one_ids if o in present or o not in {cur for _, cur in asked}]
     one_ids = list(dict.fromkeys(one_ids))
     nodes = nodes_t.where(F.col("one_id").isin(one_ids) | F.col("node_key").isin(keys))
     member_keys = [r.node_key for r in nodes.select("node_key").collect()]

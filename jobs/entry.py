@@ -52,6 +52,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("py4j", "great_expectations", "urllib3", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PySpark logs every analysis error it builds (even ones the caller handles) as a JSON Java stack; the error
+    # itself still reaches the caller and the CLI prints its message. Created through PySparkLogger: the logger
+    # is called with keyword fields a plain logging.Logger would reject.
+    from pyspark.logger import PySparkLogger
+
+    PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 
 def open_spark(settings: Settings):

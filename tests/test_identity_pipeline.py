@@ -213,6 +213,8 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
     assert logged[-1][col["full_pass_reason"]] == "steward overrides changed since the last run"
 
     # ---- explain and export ---------------------------------------------------------------------------------
+    assert cdp_main(["identity", "explain", *lake, "--one-id", "OIDdoesnotexist"]) == 2
+    assert "no profile carries One-ID OIDdoesnotexist" in capsys.readouterr().err
     assert cdp_main(["identity", "explain", *lake, "--card", "main:C001", "--openid", "wxapp:oA"]) == 0
     out = capsys.readouterr().out
     assert f"One-ID {a_id}: 2 identifiers" in out and f"One-ID {new_a}: 2 identifiers" in out
