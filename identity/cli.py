@@ -97,9 +97,22 @@ def _current_id(args: argparse.Namespace) -> int:
     from cdp.identity.persist import resolve_one_id
 
     spark, settings = _session(args)
+    from pyspark.sql import functions as F
+
+    from cdp.lake import read_table, table_exists
+
     redirects = _read_redirects(spark, settings)
-    for one_id in args.one_ids:
-        print(f"{one_id}\t{resolve_one_id(one_id, redirects)}")
+    current = {one_id: resolve_one_id(one_id, redirects) for one_id in args.one_ids}
+    issued = (set() if not table_exists(spark, settings, "identity_nodes") else
+              {r.one_id for r in read_table(spark, settings, "identity_nodes")
+               .where(F.col("one_id").isin(list(set(current.values())))).select("one_id").distinct().collect()})
+    unknown = [one_id for one_id, now in current.items() if now not in issued]
+    for one_id, now in current.items():
+        if now in issued:
+            print(f"{one_id}\t{now}")
+    if unknown:
+        raise CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
+                       "nor does any redirect lead from it to one")
     return 0
 
 

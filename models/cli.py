@@ -34,8 +34,13 @@ def _lookalike(args: argparse.Namespace) -> int:
     if args.seed_file:
         seeds = [line.strip() for line in Path(args.seed_file).read_text(encoding="utf-8").splitlines() if line.strip()]
     elif args.segment:
+        from cdp.tags.segments import load_segment
+
+        load_segment(args.segment, settings)   # an unknown name is an error with the closest declared names
         members = read_table(spark, settings, "gold_segment_members").where(F.col("segment") == args.segment)
         last = members.agg(F.max("run_date")).first()[0]
+        if last is None:
+            raise CdpError(f"segment {args.segment!r} has never been run. Fix: `cdp segment run {args.segment}`")
         seeds = [r.one_id for r in members.where(F.col("run_date") == F.lit(last)).select("one_id").collect()]
     else:
         raise CdpError("give --segment NAME or --seed-file FILE (one one_id per line)")

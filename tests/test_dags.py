@@ -67,3 +67,8 @@ def test_lookalike_expands_a_segment_of_the_daily_run(daily_world, spark, tmp_pa
     assert set(expansion["one_id"]) <= profiles - seeds  # real profiles, never a seed
     assert expansion["one_id"].is_unique
     assert list(expansion["rank"]) == sorted(expansion["rank"])
+    # a mistyped segment is an error naming the closest declared one, not "0 seeds"
+    typo = biggest.segment[:-1]
+    assert main(["models", "lookalike", "--lake", str(daily_world.lake), "--landing", str(daily_world.landing),
+                 "--date", daily_world.run_date, "--segment", typo, "--out", str(tmp_path / "typo.csv")]) == 2
+    assert not (tmp_path / "typo.csv").exists()

@@ -164,6 +164,8 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
 
     assert cdp_main(["identity", "current-id", "--lake", settings.lake_dir, b2_id]) == 0
     assert capsys.readouterr().out.strip() == f"{b2_id}\t{b_id}"
+    assert cdp_main(["identity", "current-id", "--lake", settings.lake_dir, b_id, "OIDbogus"]) == 2
+    assert capsys.readouterr().out.strip() == f"{b_id}\t{b_id}"
 
     # ---- day 3: steward overrides ---------------------------------------------------------------------------
     lake = ["--lake", settings.lake_dir]
