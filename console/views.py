@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cdp.lake import read_table, table_exists
-from cdp.privacy import MASKED_IDENTIFIER_FIELDS
+from cdp.privacy import MASKED_IDENTIFIER_FIELDS, mask_identifier
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -30,16 +30,6 @@ log = logging.getLogger(__name__)
 MAX_ORDERS = 200
 MAX_ROWS = 500
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
-
-
-def mask_identifier(value: str | None) -> str | None:
-    """Keep the first two and last two characters: 'M00012345' -> 'M0*****45'; short values become stars."""
-    if value is None:
-        return None
-    text = str(value)
-    if len(text) <= 4:
-        return "*" * len(text)
-    return text[:2] + "*" * (len(text) - 4) + text[-2:]
 
 
 def short_hash(value: str | None) -> str | None:

@@ -59,9 +59,8 @@ def _session(args):
 
 def _resolve(args: argparse.Namespace) -> int:
     from cdp.entry import run_date_from_args
-    from cdp.resolve_identity import run
-
     from cdp.locking import lake_lock
+    from cdp.resolve_identity import run
 
     spark, settings = _session(args)
     with lake_lock(settings.lake_dir):   # one writer per lake, as `cdp run` and the Airflow tasks
@@ -72,9 +71,8 @@ def _resolve(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     from cdp.entry import run_date_from_args
-    from cdp.resolve_identity import rebuild
-
     from cdp.locking import lake_lock
+    from cdp.resolve_identity import rebuild
 
     spark, settings = _session(args)
     with lake_lock(settings.lake_dir) if not args.dry_run else contextlib.nullcontext():   # a dry run writes nothing
@@ -93,26 +91,36 @@ def _read_redirects(spark, settings):
     return pd.DataFrame(columns=["old_one_id", "current_one_id", "redirected_at", "reason"])
 
 
-def _current_id(args: argparse.Namespace) -> int:
-    from cdp.identity.persist import resolve_one_id
-
-    spark, settings = _session(args)
+def _carried(spark, settings, one_ids) -> set[str]:
+    """The One-IDs among `one_ids` that some identifier of identity_nodes carries now."""
     from pyspark.sql import functions as F
 
     from cdp.lake import read_table, table_exists
 
+    if not table_exists(spark, settings, "identity_nodes"):
+        return set()
+    return {r.one_id for r in read_table(spark, settings, "identity_nodes")
+            .where(F.col("one_id").isin(list(set(one_ids)))).select("one_id").distinct().collect()}
+
+
+def _no_profile(settings, unknown: list[str]) -> CdpError:
+    return CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
+                    "nor does any redirect lead from it to one")
+
+
+def _current_id(args: argparse.Namespace) -> int:
+    from cdp.identity.persist import resolve_one_id
+
+    spark, settings = _session(args)
     redirects = _read_redirects(spark, settings)
     current = {one_id: resolve_one_id(one_id, redirects) for one_id in args.one_ids}
-    issued = (set() if not table_exists(spark, settings, "identity_nodes") else
-              {r.one_id for r in read_table(spark, settings, "identity_nodes")
-               .where(F.col("one_id").isin(list(set(current.values())))).select("one_id").distinct().collect()})
-    unknown = [one_id for one_id, now in current.items() if now not in issued]
+    carried = _carried(spark, settings, current.values())
     for one_id, now in current.items():
-        if now in issued:
+        if now in carried:
             print(f"{one_id}\t{now}")
+    unknown = [one_id for one_id, now in current.items() if now not in carried]
     if unknown:
-        raise CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
-                       "nor does any redirect lead from it to one")
+        raise _no_profile(settings, unknown)
     return 0
 
 
@@ -133,7 +141,13 @@ def _explain(args: argparse.Namespace) -> int:
     nodes_t = read_table(spark, settings, "identity_nodes")
     found = nodes_t.where(F.col("node_key").isin(keys)).select("node_key", "one_id", "status").toPandas() if keys else None
     asked = [(oid, resolve_one_id(oid, redirects)) for oid in args.one_id]
-    one_ids = [cur for _, cur in asked]
+    carried = _carried(spark, settings, [cur for _, cur in asked])
+    unknown = [oid for oid, cur in asked if cur not in carried]
+    if unknown and len(unknown) == len(asked) and not keys:
+        raise _no_profile(settings, unknown)
+    for oid in unknown:
+        print(f"One-ID {oid}: no profile carries it in this lake")
+    one_ids = [cur for _, cur in asked if cur in carried]
     if found is not None:
         missing = [k for k in keys if k not in set(found["node_key"])]
         for k in missing:
@@ -142,16 +156,6 @@ def _explain(args: argparse.Namespace) -> int:
             if row.status != "active":
                 print(f"{row.node_key.split(':', 1)[0]} identifier is {row.status}: it has no One-ID (see guardrail decisions)")
         one_ids += [o for o in found["one_id"] if isinstance(o, str)]
-    if asked:
-        present = {r.one_id for r in nodes_t.where(F.col("one_id").isin([cur for _, cur in asked]))
-                   .select("one_id").distinct().collect()}
-        unknown = [oid for oid, cur in asked if cur not in present]
-        if unknown and len(unknown) == len(asked) and not keys:
-            raise CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
-                           "nor does any redirect lead from it to one")
-        for oid in unknown:
-            print(f"One-ID {oid}: no profile carries it in this lake")
-        one_ids = [o for o in one_ids if o in present or o not in {cur for _, cur in asked}]
     one_ids = list(dict.fromkeys(one_ids))
     nodes = nodes_t.where(F.col("one_id").isin(one_ids) | F.col("node_key").isin(keys))
     member_keys = [r.node_key for r in nodes.select("node_key").collect()]
@@ -245,10 +249,11 @@ def _overrides_remove(args: argparse.Namespace) -> int:
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    if not re.fullmatch(r"[0-9a-f]{12}", args.override_id):
-        raise CdpError("override ids are 12 hex digits, as printed by `cdp identity overrides list`")
     from cdp.lake import read_table, table_exists
     from cdp.locking import lake_lock
+
+    if not re.fullmatch(r"[0-9a-f]{12}", args.override_id):
+        raise CdpError("override ids are 12 hex digits, as printed by `cdp identity overrides list`")
 
     spark, settings = _session(args)
     with lake_lock(settings.lake_dir):

@@ -24,6 +24,17 @@ SOURCES = ("pos", "miniprogram", "wecom", "ecommerce", "crm")
 REFERENCE_SOURCES = ("catalog", "stores")
 
 
+def local_folder(path: str) -> str | None:
+    """The local file-system path of a landing or lake location, or None for an object-store URI.
+
+    >>> local_folder("data/lake"), local_folder("file:///data/lake"), local_folder("s3a://lake/cdp")
+    ('data/lake', '/data/lake', None)
+    """
+    if path.startswith("file:"):
+        return "/" + path.removeprefix("file:").lstrip("/")
+    return None if "://" in path else path
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,9 +79,7 @@ class Settings(_Frozen):
         >>> Settings._absolute("data/lake") == os.path.join(os.getcwd(), "data/lake")
         True
         """
-        if ":" in folder.split("/", 1)[0]:
-            return folder
-        return os.path.abspath(folder)
+        return os.path.abspath(folder) if local_folder(folder) == folder else folder
 
     def table_path(self, name: str) -> str:
         """Location of the logical table `name` under the lake folder."""

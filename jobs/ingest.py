@@ -31,6 +31,7 @@ from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from cdp.config import local_folder
 from cdp.entry import job_main
 from cdp.errors import ConfigError
 from cdp.ingestion import ledger as ledger_mod
@@ -335,8 +336,8 @@ def lay_out_silver(spark: SparkSession, settings: Settings, tables: Sequence[str
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
     """Ingest every not-yet-ingested landing file with dt <= run_date; returns the per-source summary.
     A local landing folder that does not exist is an error (a mistyped path must not look like a quiet day)."""
-    landing = settings.landing_dir
-    if ":" not in landing.split("/", 1)[0] and not os.path.isdir(landing):
+    landing = local_folder(settings.landing_dir)
+    if landing is not None and not os.path.isdir(landing):
         raise ConfigError(f"landing folder {landing} does not exist (--landing, or landing_dir of the profile)")
     ingested_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     run_id = f"ingest-{run_date.isoformat()}-{ingested_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

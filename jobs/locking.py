@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from cdp.config import local_folder
 from cdp.errors import CdpError
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,14 @@ class LockTimeout(CdpError):
     """Another run held the lake lock for longer than the timeout."""
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
 @contextlib.contextmanager
 def lake_lock(lake_dir: str, timeout_s: float = 6 * 3600, poll_s: float = 1.0) -> Iterator[None]:
     """Hold the exclusive lock of `lake_dir` (no-op for object-store lakes). Re-entrant within one process."""
-    if not _is_local(lake_dir):
+    local = local_folder(lake_dir)
+    if local is None:
         yield
         return
-    path = Path(lake_dir.removeprefix("file://")) / "_locks" / "pipeline.lock"
+    path = Path(local) / "_locks" / "pipeline.lock"
     key = str(path.resolve())
     if key in _HELD:
         yield

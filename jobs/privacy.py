@@ -99,9 +99,18 @@ def mask_name_col(col: Column) -> Column:
 MASKED_IDENTIFIER_FIELDS = frozenset({"member_card_no", "member_card", "external_userid", "buyer_id"})
 
 
+def mask_identifier(value: str | None) -> str | None:
+    """Keep the first two and last two characters: 'M00012345' -> 'M0*****45'; short values become stars."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) <= 4:
+        return "*" * len(text)
+    return text[:2] + "*" * (len(text) - 4) + text[-2:]
+
+
 def mask_identifier_col(col: Column) -> Column:
-    """First two and last two characters kept, 'M00012345' -> 'M0*****45'; four or fewer become stars (the
-    Spark form of the console's `mask_identifier`)."""
+    """`mask_identifier` as a Spark column."""
     from pyspark.sql import functions as F
 
     stars = F.repeat(F.lit("*"), F.greatest(F.length(col) - 4, F.lit(0)))

@@ -67,9 +67,8 @@ def _segment_preview(args: argparse.Namespace) -> int:
 
 
 def _segment_run(args: argparse.Namespace) -> int:
-    from cdp.tags.segments import run_segments
-
     from cdp.locking import lake_lock
+    from cdp.tags.segments import run_segments
 
     settings = settings_from_args(args)
     spark = open_spark(settings)
