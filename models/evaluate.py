@@ -113,6 +113,13 @@ def evaluate_uci(data_dir: str | Path, config=None, with_older_history: bool = F
 
     cfg = config or ModelsConfig()
     data_dir = Path(data_dir)
+    wanted = [data_dir / UCI_FILE] + ([data_dir / UCI_OLDER_FILE] if with_older_history else [])
+    missing = [str(p) for p in wanted if not p.is_file()]
+    if missing:
+        from cdp.errors import CdpError
+
+        raise CdpError(f"UCI Online Retail file(s) not found: {', '.join(missing)}. Pass --data-dir with the folder "
+                       f"holding {UCI_FILE} (the shared external data, see docs/models.md)")
     facts = load_uci_facts(data_dir / UCI_FILE, data_dir / UCI_OLDER_FILE if with_older_history else None)
     compact = compact_facts(facts)
     evaluation = snapshot(compact, AS_OF, population_since=POPULATION_SINCE)

@@ -229,3 +229,13 @@ def test_uci_evaluation_beats_both_baselines():
         assert m["model"]["roc_auc"] >= target_auc, task
         assert m["model"]["pr_auc"] > m["bgnbd"]["pr_auc"], task
         assert m["model"]["brier"] <= m["recency"]["brier"], task
+
+
+def test_uci_evaluation_without_the_data_names_the_missing_file(tmp_path, capsys):
+    from cdp.cli import main
+
+    code = main(["models", "evaluate-uci", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "online_retail_2010_2011_raw.parquet" in err and "--data-dir" in err
+    assert "Traceback" not in err
