@@ -49,7 +49,8 @@ TEST_SPARK_CONF = {
 os.environ["CDP_SPARK_CONF"] = ",".join(f"{key}={value}" for key, value in TEST_SPARK_CONF.items())
 
 # The modules whose tests use the session's `daily_world` (a generated landing after one dag.test() run).
-WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_erasure.py", "tests/test_privacy.py"}
+WORLD_MODULES = {"tests/test_crash_recovery.py", "tests/test_dags.py", "tests/test_erasure.py", "tests/test_privacy.py",
+                 "tests/test_table_contract.py"}
 # Modules whose tests share a module-scoped fixture (a costly one, or a lake the tests advance in file order, as
 # test_tags_spark's day 1 -> day 2 -> retention): each module goes to one worker as one unit, its tests in order.
 SHARED_FIXTURE_MODULES = {"tests/test_identity_rebuild.py", "tests/test_tags_spark.py"}
