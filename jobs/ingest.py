@@ -185,6 +185,7 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
     if report.skipped:
         log.info("%s: %d file(s) skipped, their content was already ingested from another file", source,
                  len(report.skipped))
+    _quarantine_strays(settings, source, run_date, run_ctx, report, known, seen)
     if not new:
         return report
 
@@ -207,6 +208,34 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
     if staged:
         report.files.extend(_ingest_rows(spark, settings, source, staged, run_date, run_ctx, report))
     return report
+
+
+def _quarantine_strays(settings: Settings, source: str, run_date: dt.date, run_ctx: "_RunContext",
+                       report: SourceReport, known: dict[tuple[str, str], str], seen: dict[str, str]) -> None:
+    """Files in the source's dt folders whose names do not match its pattern (docs/landing-contract.md): each is
+    quarantined as a file once (the ledger keeps its content hash), so a delivery under an unexpected name is
+    seen, never passed over in silence. Its rows are not counted: the file is not read in an unknown format."""
+    conf = settings.sources[source]
+    landing = Path(settings.landing_dir)
+    for path, day in readers.stray_files(settings.landing_path(source), conf.pattern, run_date.isoformat()):
+        content_hash, size = readers.hash_file(path)
+        relative = str(Path(path).relative_to(landing)) if Path(path).is_relative_to(landing) else path
+        earlier = known.get((source, content_hash)) or seen.get(content_hash)
+        if earlier == relative:
+            report.already_ingested += 1
+            continue
+        if earlier:
+            report.skipped.append({"file": relative, "same_content_as": earlier})
+            continue
+        seen[content_hash] = relative
+        landed = readers.LandedFile(source, path, day, content_hash, size, relative)
+        reason = (f"file name does not match the source's pattern {conf.pattern!r} (conf/sources.yaml "
+                  f"{source}.pattern; matched without regard to case, optionally gzip-compressed as .gz): "
+                  f"rename it and deliver it again")
+        log.warning("%s: file %s quarantined: %s", source, relative, reason)
+        run_ctx.rejected.append(readers.FileRejection(landed, reason))
+        report.files.append(ledger_mod.FileCount(source, relative, day, content_hash, 0, 0, 0, "quarantined_file",
+                                                 reason))
 
 
 @dataclass

@@ -29,9 +29,33 @@ def test_discover_picks_every_dt_up_to_the_run_date_in_order(tmp_path):
     write(tmp_path, "pos", "2026-11-21", "notes.txt", "x")         # wrong pattern
     write(tmp_path, "pos", "2026-11-21", ".a.csv", "x")            # hidden / in flight
     (tmp_path / "pos" / "not-a-dt").mkdir()
+    write(tmp_path, "pos", "2026-11-21", "B.CSV", "x")             # the pattern holds without regard to case
+    write(tmp_path, "pos", "2026-11-21", "c.csv.gz", "x")          # gzip-compressed
     found = readers.discover_files(str(tmp_path / "pos"), "*.csv", "pos", "2026-11-21")
     assert [(p.split("/")[-2], p.split("/")[-1], d) for p, d in found] == [
-        ("dt=2026-11-19", "a.csv", "2026-11-19"), ("dt=2026-11-21", "a.csv", "2026-11-21")]
+        ("dt=2026-11-19", "a.csv", "2026-11-19"), ("dt=2026-11-21", "B.CSV", "2026-11-21"),
+        ("dt=2026-11-21", "a.csv", "2026-11-21"), ("dt=2026-11-21", "c.csv.gz", "2026-11-21")]
+    # the visible files that match no pattern are listed, to be quarantined rather than passed over
+    stray = readers.stray_files(str(tmp_path / "pos"), "*.csv", "2026-11-21")
+    assert [p.split("/")[-1] for p, _ in stray] == ["notes.txt"]
+
+
+def test_gzip_files_stage_like_plain_ones_and_a_broken_one_is_rejected(tmp_path):
+    import gzip
+
+    plain = write(tmp_path, "pos", "2026-11-21", "p.csv", POS_DAY1)
+    packed = write(tmp_path, "pos", "2026-11-21", "p.csv.gz", gzip.compress(POS_DAY1.encode("utf-8")))
+    one = readers.stage_csv(_landed(plain), "utf-8", POS_HEADER.split(","), str(tmp_path / "a.parquet"))
+    two = readers.stage_csv(_landed(packed), "utf-8", POS_HEADER.split(","), str(tmp_path / "b.parquet"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("content_hash", "source_file")} for r in rows]  # noqa: E731
+    assert strip(_staged_rows(two)) == strip(_staged_rows(one)) and two.rows_landed == 5
+    assert readers.count_records(str(packed), "csv") == 5
+    # half a gzip stream (a delivery cut off in transfer) and plain bytes under a .gz name
+    for name, data in (("cut.csv.gz", gzip.compress(POS_DAY1.encode("utf-8"))[:60]), ("fake.csv.gz", POS_DAY1)):
+        path = write(tmp_path, "pos", "2026-11-21", name, data)
+        out = readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "c.parquet"))
+        assert isinstance(out, readers.FileRejection) and "not a readable gzip file" in out.reason, name
+        assert not (tmp_path / "c.parquet").exists()
 
 
 @pytest.mark.parametrize("encoding, data", [

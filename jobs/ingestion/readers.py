@@ -18,11 +18,13 @@ from __future__ import annotations
 import codecs
 import csv
 import fnmatch
+import gzip
 import hashlib
 import json
 import logging
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -70,24 +72,50 @@ class FileRejection:
     reason: str
 
 
-def discover_files(landing_source_dir: str, pattern: str, source: str, up_to: str) -> list[tuple[str, str]]:
-    """`(path, dt)` of files under `<landing>/<source>/dt=YYYY-MM-DD/` matching `pattern` with dt <= `up_to`.
+def matches_pattern(name: str, pattern: str) -> bool:
+    """Whether a landed file name is one of the source's files: `pattern` matched without regard to case
+    (`P1.CSV` is a `*.csv`), the name with or without a `.gz` suffix (gzip-compressed deliveries are read too)."""
+    name, pattern = name.lower(), pattern.lower()
+    return fnmatch.fnmatch(name, pattern) or (name.endswith(".gz") and fnmatch.fnmatch(name[:-3], pattern))
 
-    Sorted by (dt, path) so runs are deterministic. Hidden files and in-flight files (`.tmp`, `_` prefix) are
-    ignored.
-    """
+
+def _dt_folder_files(landing_source_dir: str, up_to: str) -> Iterator[tuple[Path, str]]:
+    """Every visible file of the `dt=YYYY-MM-DD/` folders with dt <= `up_to`, sorted by (dt, name). Hidden and
+    in-flight files (`.` or `_` prefix) are not landed yet."""
     root = Path(landing_source_dir)
-    found: list[tuple[str, str]] = []
     if not root.is_dir():
-        return found
+        return
     for folder in sorted(root.iterdir()):
         match = DT_FOLDER.match(folder.name)
         if not folder.is_dir() or not match or match.group(1) > up_to:
             continue
         for entry in sorted(folder.iterdir()):
-            if entry.is_file() and not entry.name.startswith((".", "_")) and fnmatch.fnmatch(entry.name, pattern):
-                found.append((str(entry), match.group(1)))
-    return found
+            if entry.is_file() and not entry.name.startswith((".", "_")):
+                yield entry, match.group(1)
+
+
+def discover_files(landing_source_dir: str, pattern: str, source: str, up_to: str) -> list[tuple[str, str]]:
+    """`(path, dt)` of files under `<landing>/<source>/dt=YYYY-MM-DD/` matching `pattern` (`matches_pattern`)
+    with dt <= `up_to`.
+
+    Sorted by (dt, path) so runs are deterministic. Hidden files and in-flight files (`.tmp`, `_` prefix) are
+    ignored.
+    """
+    return [(str(entry), day) for entry, day in _dt_folder_files(landing_source_dir, up_to)
+            if matches_pattern(entry.name, pattern)]
+
+
+def stray_files(landing_source_dir: str, pattern: str, up_to: str) -> list[tuple[str, str]]:
+    """`(path, dt)` of the visible files in the same folders that do NOT match `pattern`: a delivery under a name
+    the contract does not know (`pos_1101.txt`, `pos.csv.zip`). Ingest quarantines them as files with a reason
+    instead of passing over them in silence."""
+    return [(str(entry), day) for entry, day in _dt_folder_files(landing_source_dir, up_to)
+            if not matches_pattern(entry.name, pattern)]
+
+
+def open_landed(path: str):
+    """The landed file's bytes as a binary stream: decompressed when the name ends with `.gz`."""
+    return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
 
 
 def hash_file(path: str) -> tuple[str, int]:
@@ -102,10 +130,20 @@ def hash_file(path: str) -> tuple[str, int]:
 
 
 class DecodeFailure(Exception):
-    def __init__(self, line_no: int, detail: str):
+    """The bytes stop being valid in the declared encoding (or, `compressed`, the gzip stream is broken)."""
+
+    def __init__(self, line_no: int, detail: str, compressed: bool = False):
         super().__init__(detail)
         self.line_no = line_no
         self.detail = detail
+        self.compressed = compressed
+
+
+def _unreadable(landed: LandedFile, encoding: str, exc: DecodeFailure) -> FileRejection:
+    if exc.compressed:
+        return FileRejection(landed, f"{exc.detail}: deliver it again, compressed whole, or uncompressed")
+    return FileRejection(landed, f"not decodable as the declared encoding {encoding} "
+                                 f"(conf/sources.yaml {landed.source}.encoding): {exc.detail}")
 
 
 def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
@@ -117,9 +155,12 @@ def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
     decoder = codecs.getincrementaldecoder(codec)(errors="strict")
     line_no = 0
     pending = ""
-    with open(path, "rb") as handle:
+    with open_landed(path) as handle:
         while True:
-            chunk = handle.read(CHUNK_BYTES)
+            try:
+                chunk = handle.read(CHUNK_BYTES)
+            except (OSError, EOFError, zlib.error) as exc:   # a .gz file that is not (or not all) gzip
+                raise DecodeFailure(line_no + 1, f"not a readable gzip file ({exc})", compressed=True) from None
             final = not chunk
             try:
                 text = decoder.decode(chunk, final=final)
@@ -240,8 +281,7 @@ def stage_csv(landed: LandedFile, encoding: str, required: Sequence[str], staged
         return StagedFile(landed, staged_path, sink.count)
     except DecodeFailure as exc:
         _discard(sink, staged_path)
-        return FileRejection(landed, f"not decodable as the declared encoding {encoding} "
-                                     f"(conf/sources.yaml {landed.source}.encoding): {exc.detail}")
+        return _unreadable(landed, encoding, exc)
 
 
 def stage_jsonl(landed: LandedFile, encoding: str, required: Sequence[str], staged_path: str) -> StagedFile | FileRejection:
@@ -267,8 +307,7 @@ def stage_jsonl(landed: LandedFile, encoding: str, required: Sequence[str], stag
         sink.close()
     except DecodeFailure as exc:
         _discard(sink, staged_path)
-        return FileRejection(landed, f"not decodable as the declared encoding {encoding} "
-                                     f"(conf/sources.yaml {landed.source}.encoding): {exc.detail}")
+        return _unreadable(landed, encoding, exc)
     missing = [c for c in required if c not in keys_seen]
     if objects and missing:
         _discard(None, staged_path)
@@ -297,8 +336,11 @@ def stage_file(landed: LandedFile, fmt: str, encoding: str, required: Sequence[s
 def count_records(path: str, fmt: str) -> int:
     """Non-blank lines of a file that is quarantined as a whole (minus the CSV header): its landed rows."""
     count = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if line.strip():
-                count += 1
+    try:
+        with open_landed(path) as handle:
+            for line in handle:
+                if line.strip():
+                    count += 1
+    except (OSError, EOFError, zlib.error):   # a broken gzip stream: the lines read before the break
+        pass
     return max(count - 1, 0) if fmt == "csv" else count
