@@ -373,6 +373,12 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     ctx = _RunContext(run_id, ingested_at, load_secret(settings), _stage_dir(settings, run_id))
     _remove_stale_staging(settings, run_id)
     known = ledger_mod.known_contents(spark, settings)
+    # deliveries no source reads (a file beside the dt folders, a folder of an undeclared source) are reported,
+    # not guessed at: they have no dt, and the folder of an undeclared source has no contract
+    unread = readers.misplaced(landing, list(settings.sources)) if landing is not None else []
+    if unread:
+        log.warning("landing folder: %d path(s) no source reads (sources read <source>/dt=YYYY-MM-DD/; "
+                    "docs/landing-contract.md): %s", len(unread), ", ".join(unread[:20]))
     reports: dict[str, SourceReport] = {}
     try:
         for source in settings.sources:
@@ -406,7 +412,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     sources = {source: r.as_dict() for source, r in reports.items()}
     return {"run_id": run_id, "run_date": run_date.isoformat(),
             "is_balanced": all(s["is_balanced"] for s in sources.values()), "sources": sources,
-            "laid_out_by_date": laid_out}
+            "laid_out_by_date": laid_out, "not_read": unread}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,18 @@ def test_discover_picks_every_dt_up_to_the_run_date_in_order(tmp_path):
     assert [p.split("/")[-1] for p, _ in stray] == ["notes.txt"]
 
 
+def test_paths_no_source_reads_are_listed(tmp_path):
+    write(tmp_path, "pos", "2026-11-21", "a.csv", "x")
+    write(tmp_path, "tmall", "2026-11-21", "a.csv", "x")                  # not a declared source
+    (tmp_path / "pos" / "2026-11-22").mkdir()                             # a dt folder without `dt=`
+    (tmp_path / "pos" / "loose.csv").write_text("x")                      # beside the dt folders
+    (tmp_path / "pos" / "_tmp").mkdir()                                   # in flight: not a delivery
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "_end_date").write_text("x")
+    assert readers.misplaced(str(tmp_path), ["pos", "crm"]) == ["notes.txt", "pos/2026-11-22/", "pos/loose.csv",
+                                                               "tmall/"]
+
+
 def test_gzip_files_stage_like_plain_ones_and_a_broken_one_is_rejected(tmp_path):
     import gzip
 

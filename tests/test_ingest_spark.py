@@ -227,7 +227,10 @@ def test_gzip_and_upper_case_deliveries_are_read_and_misnamed_files_quarantined_
     write(landing, "pos", "2026-11-21", "POS_S02.CSV", POS_DAY1.replace(",S0", ",T0").replace("P", "Q"))
     write(landing, "pos", "2026-11-21", "pos_s03.xlsx", b"PK\x03\x04 not a csv")
     write(landing, "pos", "2026-11-21", "pos_s04.csv.gz", POS_DAY1.encode("utf-8"))   # named .gz, not gzip
+    (landing / "pos" / "pos_loose.csv").write_text(POS_DAY1, encoding="utf-8")          # beside the dt folders
+    write(landing, "tmall", "2026-11-21", "orders.csv", "x")                            # not a declared source
     summary = run(spark, settings, RUN_DATE)
+    assert summary["not_read"] == ["pos/pos_loose.csv", "tmall/"]
     pos = summary["sources"]["pos"]
     assert summary["is_balanced"]
     # 5 + 5 rows read; the two quarantined files count no rows: neither can be read as the source's format

@@ -113,6 +113,26 @@ def stray_files(landing_source_dir: str, pattern: str, up_to: str) -> list[tuple
             if not matches_pattern(entry.name, pattern)]
 
 
+def misplaced(landing_dir: str, sources: Sequence[str]) -> list[str]:
+    """What lies in the landing folder where no source reads (paths relative to it): a folder that is not a
+    declared source, and a file or folder in a source's folder that is not a `dt=YYYY-MM-DD` folder (a file
+    dropped beside the dt folders, `dt=2026-1-5`, `2026-11-21`). Hidden and `_` names are not deliveries."""
+    root = Path(landing_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.name not in sources or not entry.is_dir():
+            found.append(entry.name + ("/" if entry.is_dir() else ""))
+            continue
+        for child in sorted(entry.iterdir()):
+            if not child.name.startswith((".", "_")) and not (child.is_dir() and DT_FOLDER.match(child.name)):
+                found.append(f"{entry.name}/{child.name}" + ("/" if child.is_dir() else ""))
+    return found
+
+
 def open_landed(path: str):
     """The landed file's bytes as a binary stream: decompressed when the name ends with `.gz`."""
     return gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
