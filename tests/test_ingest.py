@@ -118,6 +118,17 @@ def test_extra_columns_are_kept_and_bad_lines_are_staged_with_a_parse_error(tmp_
     assert rows[1]["raw_line"] == "P2,1,S01,2026-11-20 10:00:00,,,K1"
 
 
+def test_a_repeated_extra_column_is_kept_numbered_and_a_repeated_contract_column_rejects_the_file(tmp_path):
+    line = "P1,1,S01,2026-11-20 10:00:00,,,K1,葡萄,grape,1,1,1,cash"
+    path = write(tmp_path, "pos", "2026-11-21", "p.csv", f"{POS_HEADER},Remark,remark_2,remark\n{line},a,b,c\n")
+    rows = _staged_rows(readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "s.parquet")))
+    assert [r["extra"] for r in rows] == [[("remark", "a"), ("remark_2", "b"), ("remark_3", "c")]]
+    path = write(tmp_path, "pos", "2026-11-21", "q.csv", f"{POS_HEADER},Mobile\n{line},138\n")
+    out = readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "t.parquet"))
+    assert isinstance(out, readers.FileRejection)
+    assert out.reason.startswith("header repeats column(s) mobile, which the contract reads")
+
+
 def test_jsonl_staging_keeps_raw_lines_and_flags_bad_json(tmp_path):
     text = '{"event_id": "E1", "event_type": "app_login", "event_time": "t", "appid": "a", "openid": "o"}\n[1]\n{"event_id": "E2", \n'
     path = write(tmp_path, "miniprogram", "2026-11-21", "m.jsonl", text)

@@ -254,6 +254,29 @@ def json_stage_schema():
     return pa.schema([("source_line", pa.int32()), ("raw_record", pa.string()), ("parse_error", pa.string())])
 
 
+def _numbered_repeats(header: list[str]) -> list[str]:
+    """Header names with the 2nd, 3rd, ... occurrence of a name numbered (`remark`, `remark_2`), so every extra
+    column keeps its values under its own key.
+
+    >>> _numbered_repeats(["a", "remark", "remark", "remark"])
+    ['a', 'remark', 'remark_2', 'remark_3']
+    """
+    taken = set(header)
+    seen: dict[str, int] = {}
+    out = []
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 1:
+            out.append(name)
+            continue
+        n = seen[name]
+        while f"{name}_{n}" in taken:   # `remark_2` delivered as a column of its own keeps its name
+            n += 1
+        taken.add(f"{name}_{n}")
+        out.append(f"{name}_{n}")
+    return out
+
+
 def stage_csv(landed: LandedFile, encoding: str, required: Sequence[str], staged_path: str) -> StagedFile | FileRejection:
     """Stage one CSV file: header checked against `required`, each line split into named string fields."""
     columns = bronze_columns(landed.source, required)
@@ -269,8 +292,11 @@ def stage_csv(landed: LandedFile, encoding: str, required: Sequence[str], staged
         if header is None:
             return FileRejection(landed, "empty file: no header row")
         duplicated = sorted({h for h in header if header.count(h) > 1})
-        if duplicated:
-            return FileRejection(landed, f"header repeats column(s) {', '.join(duplicated)}")
+        ambiguous = [h for h in duplicated if h in columns]
+        if ambiguous:
+            return FileRejection(landed, f"header repeats column(s) {', '.join(ambiguous)}, which the contract reads: "
+                                         f"it is ambiguous which one holds the value (rename or drop one)")
+        header = _numbered_repeats(header)   # a repeated extra column is kept as `name`, `name_2`, ...
         missing = [c for c in required if c not in header]
         if missing:
             return FileRejection(landed, f"missing required column(s) {', '.join(missing)} "
