@@ -185,7 +185,6 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
     if report.skipped:
         log.info("%s: %d file(s) skipped, their content was already ingested from another file", source,
                  len(report.skipped))
-    _quarantine_strays(settings, source, run_date, run_ctx, report, known, seen)
     if not new:
         return report
 
@@ -208,34 +207,6 @@ def ingest_source(spark: SparkSession, settings: Settings, source: str, run_date
     if staged:
         report.files.extend(_ingest_rows(spark, settings, source, staged, run_date, run_ctx, report))
     return report
-
-
-def _quarantine_strays(settings: Settings, source: str, run_date: dt.date, run_ctx: "_RunContext",
-                       report: SourceReport, known: dict[tuple[str, str], str], seen: dict[str, str]) -> None:
-    """Files in the source's dt folders whose names do not match its pattern (docs/landing-contract.md): each is
-    quarantined as a file once (the ledger keeps its content hash), so a delivery under an unexpected name is
-    seen, never passed over in silence. Its rows are not counted: the file is not read in an unknown format."""
-    conf = settings.sources[source]
-    landing = Path(settings.landing_dir)
-    for path, day in readers.stray_files(settings.landing_path(source), conf.pattern, run_date.isoformat()):
-        content_hash, size = readers.hash_file(path)
-        relative = str(Path(path).relative_to(landing)) if Path(path).is_relative_to(landing) else path
-        earlier = known.get((source, content_hash)) or seen.get(content_hash)
-        if earlier == relative:
-            report.already_ingested += 1
-            continue
-        if earlier:
-            report.skipped.append({"file": relative, "same_content_as": earlier})
-            continue
-        seen[content_hash] = relative
-        landed = readers.LandedFile(source, path, day, content_hash, size, relative)
-        reason = (f"file name does not match the source's pattern {conf.pattern!r} (conf/sources.yaml "
-                  f"{source}.pattern; matched without regard to case, optionally gzip-compressed as .gz): "
-                  f"rename it and deliver it again")
-        log.warning("%s: file %s quarantined: %s", source, relative, reason)
-        run_ctx.rejected.append(readers.FileRejection(landed, reason))
-        report.files.append(ledger_mod.FileCount(source, relative, day, content_hash, 0, 0, 0, "quarantined_file",
-                                                 reason))
 
 
 @dataclass
@@ -362,6 +333,20 @@ def lay_out_silver(spark: SparkSession, settings: Settings, tables: Sequence[str
     return laid_out
 
 
+def _not_read(settings: Settings, run_date: dt.date, landing: str | None) -> list[str]:
+    """Landing paths no source reads, relative to the landing folder: files in a source's dt folders (up to the
+    run date) whose names match no pattern (`p1.txt`, `p1.csv.zip`, a checksum beside the file), files beside the
+    dt folders, folders of undeclared sources. They are reported, not guessed at: a misnamed delivery is seen,
+    and a sidecar file is not taken for a rejected delivery."""
+    if landing is None:   # an object-store landing: listed by the sources' own discovery only
+        return []
+    root = Path(landing)
+    strays = [str(Path(path).relative_to(root))
+              for source, conf in settings.sources.items()
+              for path, _ in readers.stray_files(settings.landing_path(source), conf.pattern, run_date.isoformat())]
+    return sorted(readers.misplaced(landing, list(settings.sources)) + strays)
+
+
 def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str, Any]:
     """Ingest every not-yet-ingested landing file with dt <= run_date; returns the per-source summary.
     A local landing folder that does not exist is an error (a mistyped path must not look like a quiet day)."""
@@ -373,12 +358,10 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     ctx = _RunContext(run_id, ingested_at, load_secret(settings), _stage_dir(settings, run_id))
     _remove_stale_staging(settings, run_id)
     known = ledger_mod.known_contents(spark, settings)
-    # deliveries no source reads (a file beside the dt folders, a folder of an undeclared source) are reported,
-    # not guessed at: they have no dt, and the folder of an undeclared source has no contract
-    unread = readers.misplaced(landing, list(settings.sources)) if landing is not None else []
+    unread = _not_read(settings, run_date, landing)
     if unread:
-        log.warning("landing folder: %d path(s) no source reads (sources read <source>/dt=YYYY-MM-DD/; "
-                    "docs/landing-contract.md): %s", len(unread), ", ".join(unread[:20]))
+        log.warning("landing folder: %d path(s) no source reads (a source reads <source>/dt=YYYY-MM-DD/ files "
+                    "matching its pattern; docs/landing-contract.md): %s", len(unread), ", ".join(unread[:20]))
     reports: dict[str, SourceReport] = {}
     try:
         for source in settings.sources:

@@ -35,7 +35,7 @@ def test_discover_picks_every_dt_up_to_the_run_date_in_order(tmp_path):
     assert [(p.split("/")[-2], p.split("/")[-1], d) for p, d in found] == [
         ("dt=2026-11-19", "a.csv", "2026-11-19"), ("dt=2026-11-21", "B.CSV", "2026-11-21"),
         ("dt=2026-11-21", "a.csv", "2026-11-21"), ("dt=2026-11-21", "c.csv.gz", "2026-11-21")]
-    # the visible files that match no pattern are listed, to be quarantined rather than passed over
+    # the visible files that match no pattern are listed, to be reported rather than passed over
     stray = readers.stray_files(str(tmp_path / "pos"), "*.csv", "2026-11-21")
     assert [p.split("/")[-1] for p, _ in stray] == ["notes.txt"]
 

@@ -213,9 +213,9 @@ def test_ingest_end_to_end_rerun_redelivery_and_late_file(spark, make_settings, 
     assert len(after["bronze_pos_lines"]) == len(before["bronze_pos_lines"]) + 6
 
 
-def test_gzip_and_upper_case_deliveries_are_read_and_misnamed_files_quarantined_once(spark, make_settings, tmp_path):
-    """A `.csv.gz` delivery and a `.CSV` one are read like `.csv`; a file whose name matches no pattern and a
-    broken gzip file are quarantined as files with a reason (once: a re-run does not quarantine them again)."""
+def test_gzip_and_upper_case_deliveries_are_read_and_paths_no_source_reads_are_listed(spark, make_settings, tmp_path):
+    """A `.csv.gz` delivery and a `.CSV` one are read like `.csv`; a broken gzip file is quarantined as a file with
+    a reason (once: a re-run does not quarantine it again); files no source reads are listed as `not_read`."""
     import gzip
 
     from cdp.ingest import run
@@ -225,27 +225,25 @@ def test_gzip_and_upper_case_deliveries_are_read_and_misnamed_files_quarantined_
     landing = Path(settings.landing_dir)
     write(landing, "pos", "2026-11-21", "pos_s01.csv.gz", gzip.compress(POS_DAY1.encode("utf-8")))
     write(landing, "pos", "2026-11-21", "POS_S02.CSV", POS_DAY1.replace(",S0", ",T0").replace("P", "Q"))
-    write(landing, "pos", "2026-11-21", "pos_s03.xlsx", b"PK\x03\x04 not a csv")
+    write(landing, "pos", "2026-11-21", "pos_s03.xlsx", b"PK\x03\x04 not a csv")            # matches no pattern
     write(landing, "pos", "2026-11-21", "pos_s04.csv.gz", POS_DAY1.encode("utf-8"))   # named .gz, not gzip
     (landing / "pos" / "pos_loose.csv").write_text(POS_DAY1, encoding="utf-8")          # beside the dt folders
     write(landing, "tmall", "2026-11-21", "orders.csv", "x")                            # not a declared source
     summary = run(spark, settings, RUN_DATE)
-    assert summary["not_read"] == ["pos/pos_loose.csv", "tmall/"]
+    assert summary["not_read"] == ["pos/dt=2026-11-21/pos_s03.xlsx", "pos/pos_loose.csv", "tmall/"]
     pos = summary["sources"]["pos"]
     assert summary["is_balanced"]
-    # 5 + 5 rows read; the two quarantined files count no rows: neither can be read as the source's format
+    # 5 + 5 rows read; the broken .gz counts no rows: it cannot be read as the source's format
     assert (pos["rows_landed"], pos["rows_accepted"], pos["rows_quarantined"]) == (10, 10, 0)
-    reasons = {q["file"]: q["reason"] for q in pos["files_quarantined"]}
-    assert set(reasons) == {"pos/dt=2026-11-21/pos_s03.xlsx", "pos/dt=2026-11-21/pos_s04.csv.gz"}
-    assert "does not match the source's pattern '*.csv'" in reasons["pos/dt=2026-11-21/pos_s03.xlsx"]
-    assert "not a readable gzip file" in reasons["pos/dt=2026-11-21/pos_s04.csv.gz"]
+    assert [q["file"] for q in pos["files_quarantined"]] == ["pos/dt=2026-11-21/pos_s04.csv.gz"]
+    assert "not a readable gzip file" in pos["files_quarantined"][0]["reason"]
     assert sorted(r.order_id for r in read_table(spark, settings, "silver_pos_lines").select("order_id")
                   .distinct().collect()) == ["P1", "P2", "P3", "P4", "Q1", "Q2", "Q3", "Q4"]
-    assert read_table(spark, settings, "quarantine_files").count() == 2
+    assert read_table(spark, settings, "quarantine_files").count() == 1
 
     again = run(spark, settings, RUN_DATE)["sources"]["pos"]
-    assert again["files_quarantined"] == [] and again["files_already_ingested"] == 4
-    assert read_table(spark, settings, "quarantine_files").count() == 2
+    assert again["files_quarantined"] == [] and again["files_already_ingested"] == 3
+    assert read_table(spark, settings, "quarantine_files").count() == 1
 
 
 def test_hostile_corpus_is_ingested_without_crash_and_every_row_accounted(spark, make_settings, tmp_path):

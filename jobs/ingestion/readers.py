@@ -107,8 +107,8 @@ def discover_files(landing_source_dir: str, pattern: str, source: str, up_to: st
 
 def stray_files(landing_source_dir: str, pattern: str, up_to: str) -> list[tuple[str, str]]:
     """`(path, dt)` of the visible files in the same folders that do NOT match `pattern`: a delivery under a name
-    the contract does not know (`pos_1101.txt`, `pos.csv.zip`). Ingest quarantines them as files with a reason
-    instead of passing over them in silence."""
+    the contract does not know (`pos_1101.txt`, `pos.csv.zip`), or a sidecar (a checksum, a manifest). Ingest
+    lists them in its summary (`not_read`) instead of passing over them in silence."""
     return [(str(entry), day) for entry, day in _dt_folder_files(landing_source_dir, up_to)
             if not matches_pattern(entry.name, pattern)]
 
