@@ -50,6 +50,36 @@ def _identifier_keys(args: argparse.Namespace, settings) -> list[str]:
     return keys
 
 
+def _stored_keys(spark, settings, keys: list[str]) -> list[str]:
+    """`keys` as stored in identity_nodes. A key in the masked form `explain` prints (`mobile:#e73c9e83`,
+    `member_card:main:****6878`) is looked up by that label, and must name exactly one identifier; any other key
+    must start with a declared identifier type (`mobile:`, `member_card:`, ...)."""
+    from pyspark.sql import functions as F
+
+    from cdp.identity.config import load_identity_rules
+    from cdp.lake import read_table, table_exists
+
+    types = load_identity_rules(settings).type_names
+    out = []
+    for k in keys:
+        if k.split(":", 1)[0] not in types or ":" not in k:
+            raise CdpError(f"--node-key {k!r}: a node key starts with its identifier type ({', '.join(types)}) "
+                           "and a colon, e.g. mobile:<hash> as identity_nodes stores it, or the label "
+                           "`cdp identity explain` prints")
+        if "#" not in k and "****" not in k:
+            out.append(k)
+            continue
+        found = ([r.node_key for r in read_table(spark, settings, "identity_nodes").where(F.col("display") == k)
+                  .select("node_key").limit(3).collect()] if table_exists(spark, settings, "identity_nodes") else [])
+        if not found:
+            raise CdpError(f"--node-key {k!r}: no identifier of this lake is shown with that label")
+        if len(found) > 1:
+            raise CdpError(f"--node-key {k!r}: that label is shown for several identifiers; give the identifier "
+                           "itself (--mobile, --card BRAND:CARD, ...) or its full node_key from identity_nodes")
+        out.append(found[0])
+    return out
+
+
 def _session(args):
     from cdp.entry import open_spark, settings_from_args
 
@@ -133,8 +163,9 @@ def _explain(args: argparse.Namespace) -> int:
 
     spark, settings = _session(args)
     if not table_exists(spark, settings, "identity_nodes"):
-        raise CdpError("no identity tables in this lake: run `cdp identity resolve` first")
-    keys = _identifier_keys(args, settings)
+        raise CdpError(f"no identity tables in the lake {settings.lake_dir}: run `cdp identity resolve` first, or "
+                       "pass the lake the pipeline wrote with --lake")
+    keys = _stored_keys(spark, settings, _identifier_keys(args, settings))
     if not keys and not args.one_id:
         raise CdpError("give at least one identifier (--mobile, --card, ...) or --one-id")
     redirects = _read_redirects(spark, settings)
@@ -206,7 +237,7 @@ def _overrides_add(args: argparse.Namespace) -> int:
     from cdp.locking import lake_lock
 
     spark, settings = _session(args)
-    keys = _identifier_keys(args, settings)
+    keys = _stored_keys(spark, settings, _identifier_keys(args, settings))
     need = 1 if args.action == "block" else 2
     if len(keys) != need:
         raise CdpError(f"--action {args.action} takes exactly {need} identifier(s), got {len(keys)}")

@@ -55,8 +55,14 @@ def _query(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     role = get_role(settings, args.role)
     spark = open_spark(settings)
-    df = run_query(spark, settings, role, args.sql)
-    df.show(args.limit, truncate=False)
+    from pyspark.errors import AnalysisException, ParseException
+
+    try:
+        df = run_query(spark, settings, role, args.sql)
+        df.show(args.limit, truncate=False)
+    except (AnalysisException, ParseException) as exc:   # a typo in the SQL: its message, not a traceback
+        message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CdpError(f"the query does not run: {message}") from None
     return 0
 
 

@@ -51,3 +51,16 @@ def test_marketer_query_sees_gold_but_not_bronze_nor_raw_paths(spark, settings):
     assert run_query(spark, settings, engineer, query).collect()[0].memberships[0].member_card_no == "M00012345"
     # a CTE is still a read-only query
     assert run_query(spark, settings, marketer, "WITH p AS (SELECT * FROM gold_profiles) SELECT count(*) FROM p").collect()[0][0] == 1
+
+
+def test_a_query_with_a_typo_is_a_one_line_error_not_a_traceback(spark, settings, capsys):
+    from cdp.cli import main
+    from cdp.lake import overwrite_table
+
+    overwrite_table(spark.createDataFrame([("OID1", 3)], "one_id string, order_count int"), settings, "gold_profiles")
+    lake = ["--lake", settings.lake_dir, "--landing", settings.landing_dir]
+    assert main(["query", *lake, "--role", "marketer", "SELECT orders FROM gold_profiles"]) == 2
+    err = capsys.readouterr().err
+    assert "the query does not run: [UNRESOLVED_COLUMN" in err and "Traceback" not in err
+    assert main(["query", *lake, "--role", "marketer", "SELEC one_id FROM gold_profiles"]) == 2
+    assert "the query does not run: [PARSE_SYNTAX_ERROR]" in capsys.readouterr().err

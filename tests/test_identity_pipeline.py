@@ -180,6 +180,16 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
     assert cdp_main(["identity", "overrides", "add", *lake, "--action", "never_link", "--card", "main:C001",
                      "--openid", "wxapp:oA", "--reason", "again", "--by", "steward2"]) == 0
     assert "already recorded; nothing changed" in capsys.readouterr().out
+    # the masked label `explain` prints names the same identifier; a label or a key no identifier has is an error
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--node-key", "buyer_id:tmall:b1****",
+                     "--reason", "pasted from explain"]) == 0
+    assert "already recorded; nothing changed" in capsys.readouterr().out
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--node-key", "mobile:#00000000",
+                     "--reason", "typo"]) == 2
+    assert "no identifier of this lake is shown with that label" in capsys.readouterr().err
+    assert cdp_main(["identity", "overrides", "add", *lake, "--action", "block", "--node-key", "phone:123",
+                     "--reason", "typo"]) == 2
+    assert "a node key starts with its identifier type" in capsys.readouterr().err
     assert read_table(spark, settings, "identity_overrides").count() == 3
     assert cdp_main(["identity", "overrides", "remove", *lake, "0123456789ab"]) == 2
     assert "no override 0123456789ab in this lake" in capsys.readouterr().err
