@@ -499,6 +499,7 @@ class ParseContext:
     """What a definition may refer to: known tag names (None: do not check) and whether tags are allowed."""
     known_tags: set[str] | None = None
     allow_tags: bool = True
+    known_models: dict[str, tuple[str, ...]] | None = None   # model name -> its grades (None: do not check)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def fail(self, where: str, message: str) -> None:
@@ -607,7 +608,21 @@ def _parse(raw: Any, where: str, ctx: ParseContext) -> Condition | None:
         return InList(key, tuple(values))  # type: ignore[arg-type]
     if key == "model":
         spec = _body(ModelSpec, value, here, key, ctx)
-        return Model(spec) if spec else None  # type: ignore[arg-type]
+        if spec is None:
+            return None
+        known = ctx.known_models
+        name = spec.name  # type: ignore[union-attr]
+        if known is not None and name not in known:
+            ctx.fail(f"{here}.name", f"unknown model {name!r}{_suggest(name, known)}. "
+                                     f"Fix: use one of {sorted(known)} (conf/models.yaml)")
+            return None
+        grades = known.get(name, ()) if known is not None else ()
+        bad = [g for g in _as_list(spec.grade) if g not in grades] if grades and spec.grade is not None else []  # type: ignore[union-attr]
+        if bad:
+            ctx.fail(f"{here}.grade", f"unknown grade {bad[0]!r} of model {name}{_suggest(bad[0], grades)}. "
+                                      f"Fix: use one of {list(grades)} (conf/models.yaml)")
+            return None
+        return Model(spec)  # type: ignore[arg-type]
     if key == "wecom_tag":
         spec = _body(WecomTagSpec, value, here, key, ctx)
         if spec is None:

@@ -96,15 +96,17 @@ class SegmentDefinition:
 
 
 # -------------------------------------------------------------------------------------------- load and validate
-def parse_segment(raw: Any, source: str = "<inline>", known_tags: set[str] | None = None) -> SegmentDefinition:
-    """Validate one segment mapping; raise DefinitionError naming the source, the segment, each key and the fix."""
+def parse_segment(raw: Any, source: str = "<inline>", known_tags: set[str] | None = None,
+                  known_models: dict[str, tuple[str, ...]] | None = None) -> SegmentDefinition:
+    """Validate one segment mapping; raise DefinitionError naming the source, the segment, each key and the fix.
+    Tag and model references are checked when `known_tags` / `known_models` are given."""
     subject = "segment"
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         subject = f"segment {raw['name']!r}"
     if not isinstance(raw, dict):
         raise DefinitionError(source, subject, [("", f"a segment is a mapping with name and where, got {raw!r}. "
                                                      "Fix: `name: my_segment` and `where: {...}`")])
-    ctx = ParseContext(known_tags=known_tags)
+    ctx = ParseContext(known_tags=known_tags, known_models=known_models)
     ctx.check_name(raw.get("name"), "segment", "name")
     ctx.check_keys(raw, SEGMENT_KEYS)
     for key in ("label", "description", "brand_id"):
@@ -168,13 +170,23 @@ def known_tag_names(settings: Settings) -> set[str]:
     return names
 
 
+def known_model_grades(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The models the models stage scores (gold_model_scores.model) and the grades each gives (conf/models.yaml)."""
+    from cdp.models.config import load_models_config
+
+    cfg = load_models_config(settings)
+    return {"churn": tuple(cfg.churn.grades), "repurchase": tuple(cfg.repurchase.grades),
+            "clv": tuple(cfg.clv.tiers), "winback": tuple(cfg.winback.tiers)}
+
+
 def load_segments(settings: Settings, names: Iterable[str] | None = None) -> list[SegmentDefinition]:
     """Load and validate every conf/segments/*.yaml (or only `names`); file stem must equal the name."""
     known = known_tag_names(settings)
+    models = known_model_grades(settings)
     wanted = set(names) if names else None
     segments = []
     for path, raw in _raw_segment_files(segments_dir(settings)):
-        seg = parse_segment(raw, str(path), known)
+        seg = parse_segment(raw, str(path), known, models)
         if seg.name != path.stem:
             raise DefinitionError(str(path), f"segment {seg.name!r}", [("name", f"differs from the file name "
                                   f"{path.stem!r}. Fix: rename the file to {seg.name}.yaml or the segment")])
@@ -196,14 +208,15 @@ def load_segment(source: dict | str | Path, settings: Settings | None = None,
     """
     if known_tags is None and settings is not None:
         known_tags = known_tag_names(settings)
+    models = known_model_grades(settings) if settings is not None else None
     if isinstance(source, dict):
-        return parse_segment(source, "<inline>", known_tags)
+        return parse_segment(source, "<inline>", known_tags, models)
     text = str(source)
     path = Path(text)
     if isinstance(source, Path) or text.endswith((".yaml", ".yml")) and "\n" not in text:
         from cdp.config import read_yaml
 
-        return parse_segment(read_yaml(path), str(path), known_tags)
+        return parse_segment(read_yaml(path), str(path), known_tags, models)
     if "\n" not in text and ":" not in text:
         if settings is None:
             raise ConfigError(f"segment {text!r}: give settings to look names up in conf/segments")
@@ -216,7 +229,7 @@ def load_segment(source: dict | str | Path, settings: Settings | None = None,
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise DefinitionError("<inline>", "segment", [("", f"not valid YAML: {exc}")]) from None
-    return parse_segment(raw, "<inline>", known_tags)
+    return parse_segment(raw, "<inline>", known_tags, models)
 
 
 def segment_yaml(definition: SegmentDefinition) -> str:

@@ -125,6 +125,19 @@ def test_segment_round_trip_dict_yaml_file(tmp_path):
     load_segment({"name": "fed", "where": {"tag": "redeemed_cp_1"}}, settings)
 
 
+def test_a_model_name_or_grade_the_models_stage_does_not_give_is_rejected():
+    """A typo in a model condition used to load fine and match nobody; the names and grades come from
+    conf/models.yaml."""
+    settings = load_settings("local")
+    with pytest.raises(DefinitionError) as info:
+        load_segment({"name": "t", "where": {"model": {"name": "chrun", "grade": "high"}}}, settings)
+    assert "where.model.name: unknown model 'chrun' (did you mean 'churn'?)" in str(info.value)
+    with pytest.raises(DefinitionError) as info:
+        load_segment({"name": "t", "where": {"model": {"name": "churn", "grade": ["high", "hgh"]}}}, settings)
+    assert "where.model.grade: unknown grade 'hgh' of model churn (did you mean 'high'?)" in str(info.value)
+    load_segment({"name": "t", "where": {"model": {"name": "winback", "grade": "medium"}}}, settings)
+
+
 def test_unknown_segment_name_suggests(tmp_path):
     settings = load_settings("local")
     with pytest.raises(Exception, match="no segment 'durian_lover' .*did you mean 'durian_lovers'"):
