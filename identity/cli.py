@@ -133,9 +133,21 @@ def _carried(spark, settings, one_ids) -> set[str]:
             .where(F.col("one_id").isin(list(set(one_ids)))).select("one_id").distinct().collect()}
 
 
-def _no_profile(settings, unknown: list[str]) -> CdpError:
+def _no_profile(spark, settings, unknown: list[str]) -> CdpError:
+    """The error for One-IDs no profile carries; a retired one says when and why (identity_history)."""
+    from pyspark.sql import functions as F
+
+    from cdp.lake import read_table, table_exists
+
+    retired = []
+    if table_exists(spark, settings, "identity_history"):
+        retired = [f"{r.one_id} was retired on {r.run_date} ({r.reason})" for r in
+                   read_table(spark, settings, "identity_history")
+                   .where(F.col("one_id").isin(unknown) & (F.col("event_type") == "retire"))
+                   .orderBy("one_id", "run_date").collect()]
+    why = f"; {'; '.join(retired)}: none of its identifiers may link any more (see identity_history)" if retired else ""
     return CdpError(f"no profile carries One-ID {', '.join(unknown)} in this lake ({settings.lake_dir}), "
-                    "nor does any redirect lead from it to one")
+                    f"nor does any redirect lead from it to one{why}")
 
 
 def _current_id(args: argparse.Namespace) -> int:
@@ -150,7 +162,7 @@ def _current_id(args: argparse.Namespace) -> int:
             print(f"{one_id}\t{now}")
     unknown = [one_id for one_id, now in current.items() if now not in carried]
     if unknown:
-        raise _no_profile(settings, unknown)
+        raise _no_profile(spark, settings, unknown)
     return 0
 
 
@@ -175,7 +187,7 @@ def _explain(args: argparse.Namespace) -> int:
     carried = _carried(spark, settings, [cur for _, cur in asked])
     unknown = [oid for oid, cur in asked if cur not in carried]
     if unknown and len(unknown) == len(asked) and not keys:
-        raise _no_profile(settings, unknown)
+        raise _no_profile(spark, settings, unknown)
     for oid in unknown:
         print(f"One-ID {oid}: no profile carries it in this lake")
     one_ids = [cur for _, cur in asked if cur in carried]

@@ -262,6 +262,24 @@ def test_identity_stage_story(spark, settings, tmp_path, capsys):
 
 
 @pytest.mark.spark
+def test_a_retired_one_id_is_reported_as_retired(spark, settings, capsys):
+    """A steward who blocked a profile's only identifier looks the One-ID up: the error says it was retired and
+    why (identity_history), instead of suggesting it never existed."""
+    import datetime as dt
+
+    from cdp.cli import main as cdp_main
+    from cdp.lake import overwrite_table
+
+    overwrite_table(spark.createDataFrame(
+        [("OIDgone", "retire", None, 1, "retired: every identifier blocked or shared", dt.datetime(2026, 3, 2),
+          dt.date(2026, 3, 2))],
+        "one_id string, event_type string, related_one_id string, node_count long, reason string, "
+        "event_at timestamp, run_date date"), settings, "identity_history")
+    assert cdp_main(["identity", "current-id", "--lake", settings.lake_dir, "OIDgone"]) == 2
+    err = capsys.readouterr().err
+    assert "OIDgone was retired on 2026-03-02 (retired: every identifier blocked or shared)" in err
+
+
 def test_a_phone_on_many_orders_a_day_is_shared(spark):
     """The store phone typed for walk-ins: no card links it to anyone, only its daily record count betrays it."""
     from cdp.config import load_settings
