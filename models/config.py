@@ -85,6 +85,11 @@ class ModelsConfig(_Frozen):
     replenishment: ReplenishmentConfig = ReplenishmentConfig()
     lookalike: LookalikeConfig = LookalikeConfig()
 
+    def grade_names(self) -> dict[str, tuple[str, ...]]:
+        """The models the models stage scores (gold_model_scores.model) and the grades each can give."""
+        return {"churn": tuple(self.churn.grades), "repurchase": tuple(self.repurchase.grades),
+                "clv": tuple(self.clv.tiers), "winback": tuple(self.winback.tiers)}
+
 
 def load_models_config(source: Settings | Path | str | None = None) -> ModelsConfig:
     """Read `models.yaml` from the settings' conf folder (or a given file); defaults when absent."""

@@ -174,9 +174,7 @@ def known_model_grades(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The models the models stage scores (gold_model_scores.model) and the grades each gives (conf/models.yaml)."""
     from cdp.models.config import load_models_config
 
-    cfg = load_models_config(settings)
-    return {"churn": tuple(cfg.churn.grades), "repurchase": tuple(cfg.repurchase.grades),
-            "clv": tuple(cfg.clv.tiers), "winback": tuple(cfg.winback.tiers)}
+    return load_models_config(settings).grade_names()
 
 
 def load_segments(settings: Settings, names: Iterable[str] | None = None) -> list[SegmentDefinition]:

@@ -179,7 +179,9 @@ def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
         while True:
             try:
                 chunk = handle.read(CHUNK_BYTES)
-            except (OSError, EOFError, zlib.error) as exc:   # a .gz file that is not (or not all) gzip
+            except (OSError, EOFError, zlib.error) as exc:
+                if not path.lower().endswith(".gz"):   # a disk error on a plain file is not a bad delivery
+                    raise
                 raise DecodeFailure(line_no + 1, f"not a readable gzip file ({exc})", compressed=True) from None
             final = not chunk
             try:
