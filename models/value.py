@@ -31,7 +31,8 @@ def winback_scores(features: pd.DataFrame, cfg: ModelsConfig) -> pd.DataFrame:
     """score (win-back value) and grade (tier) per dormant customer, indexed like `features`."""
     dormant = features.loc[features["recency_days"] >= cfg.winback.dormant_after_days]
     if dormant.empty:
-        return pd.DataFrame({"score": [], "grade": []}, index=dormant.index)
+        # typed like a non-empty result: an untyped empty `grade` is float64, which Arrow refuses as text
+        return pd.DataFrame({"score": pd.Series(dtype=float), "grade": pd.Series(dtype=object)}, index=dormant.index)
     years = np.maximum(dormant["tenure_days"].to_numpy(float), 365.0) / 365.0
     value = dormant["bg_p_alive"].to_numpy(float) * dormant["monetary"].to_numpy(float) / years
     return pd.DataFrame({"score": value, "grade": quantile_tiers(value, cfg.winback.tiers)}, index=dormant.index)

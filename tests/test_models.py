@@ -125,6 +125,20 @@ def test_grades_from_declared_bands(scores, expected):
     assert list(grade(scores, {"low": 0.0, "high": 0.7, "medium": 0.4})) == expected
 
 
+def test_winback_without_dormant_customers_still_has_text_grades():
+    """A lake with only a few days of history has no dormant customer: the empty win-back part must keep a text
+    `grade` column, or the models stage fails turning the scores into Arrow (it did when clv was skipped too)."""
+    import pyarrow as pa
+
+    from cdp.models.value import winback_scores
+
+    recent = pd.DataFrame({"recency_days": [0, 1], "tenure_days": [1, 2], "bg_p_alive": [1.0, 1.0],
+                           "monetary": [10.0, 20.0]})
+    part = winback_scores(recent, load_models_config()).rename_axis("customer").reset_index()
+    scores = pd.concat([part.assign(model="winback", model_version="v")], ignore_index=True)
+    assert pa.array(scores["grade"].to_numpy(), pa.string()).to_pylist() == []   # as score_models.scores_frame
+
+
 def test_config_errors_name_file_and_key(tmp_path):
     from cdp.errors import ConfigError
 
