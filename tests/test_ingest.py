@@ -118,6 +118,15 @@ def test_extra_columns_are_kept_and_bad_lines_are_staged_with_a_parse_error(tmp_
     assert rows[1]["raw_line"] == "P2,1,S01,2026-11-20 10:00:00,,,K1"
 
 
+def test_a_field_longer_than_128_kib_is_data_not_a_parse_error(tmp_path):
+    """Python's csv module rejects fields over 128 KiB by default; a long remark column must still be a field."""
+    remark = "长" * 200_000
+    line = "P1,1,S01,2026-11-20 10:00:00,,,K1,葡萄,grape,1,1,1,cash"
+    path = write(tmp_path, "pos", "2026-11-21", "p.csv", f'{POS_HEADER},remark\n{line},"{remark}"\n')
+    rows = _staged_rows(readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "s.parquet")))
+    assert [(r["parse_error"], r["order_id"], r["extra"]) for r in rows] == [(None, "P1", [("remark", remark)])]
+
+
 def test_a_repeated_extra_column_is_kept_numbered_and_a_repeated_contract_column_rejects_the_file(tmp_path):
     line = "P1,1,S01,2026-11-20 10:00:00,,,K1,葡萄,grape,1,1,1,cash"
     path = write(tmp_path, "pos", "2026-11-21", "p.csv", f"{POS_HEADER},Remark,remark_2,remark\n{line},a,b,c\n")

@@ -202,6 +202,11 @@ def iter_lines(path: str, encoding: str) -> Iterator[tuple[int, str]]:
         yield line_no + 1, pending.rstrip("\r")
 
 
+# Python's csv module refuses fields over 128 KiB ("field larger than field limit"), which quarantined a row with a
+# long free-text column; the contract sets no limit on a field, and a line is read whole anyway.
+csv.field_size_limit(2**31 - 1)
+
+
 def _csv_split(line: str) -> list[str]:
     return next(csv.reader([line]))
 
