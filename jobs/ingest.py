@@ -129,6 +129,25 @@ def keep_first_added_at(df: DataFrame, plan: SilverPlan) -> DataFrame:
     return df.withColumn("added_at", F.min("added_at").over(Window.partitionBy(*plan.keys)))
 
 
+# WeCom fields a change may leave out (a del_follow_user callback names only the contact and the guide): absent or
+# null, the pair keeps its earlier value; an empty list (`remark_mobiles: []`) is a value and clears it.
+WECOM_CARRIED = ("store_id", "name_masked", "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "tags")
+
+
+def carry_absent_fields(df: DataFrame, plan: SilverPlan) -> DataFrame:
+    """WeCom: a change without a field keeps the pair's latest earlier value of it, so deleting a contact does not
+    drop its unionid or remark phones (which would split its One-ID from the person's). Remark arrays that were
+    never delivered are empty."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    earlier = (Window.partitionBy(*plan.keys).orderBy(*[F.col(c).asc_nulls_first() for c in plan.latest_first])
+               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    df = df.withColumns({c: F.last(c, ignorenulls=True).over(earlier) for c in WECOM_CARRIED})
+    return df.withColumns({c: F.coalesce(c, F.array().cast("array<string>"))
+                           for c in ("remark_mobile_hashes", "remark_mobiles_masked")})
+
+
 def pii_rows(typed: DataFrame, key: bytes, first_seen_at: dt.datetime) -> DataFrame:
     """`pii_values` rows (kind, value_hash, value, first_seen_at) from the `_pii` arrays of accepted rows."""
     from pyspark.sql import functions as F
@@ -290,7 +309,7 @@ def _write_silver(spark: SparkSession, settings: Settings, source: str, accepted
             # earlier state of the touched pairs takes part in "earliest added_at"
             current = read_table(spark, settings, name).join(batch.select(*plan.keys).distinct(), list(plan.keys))
             batch = batch.select(*silver_columns(source)).unionByName(current.select(*silver_columns(source)))
-        batch = keep_first_added_at(batch, plan)
+        batch = carry_absent_fields(keep_first_added_at(batch, plan), plan)
     silver = latest_per_key(batch, plan).select(*silver_columns(source))
     merge_table(spark, silver, settings, name, keys=list(plan.keys), update_condition=plan.update_condition)
 

@@ -350,3 +350,39 @@ def test_timestamps_with_an_offset_or_epoch_parse_and_local_wall_clocks_do_not(s
     got = (spark.createDataFrame([(text,) for text, _ in cases], "text string")
            .select("text", epoch_or_iso_ts(F.col("text")).cast("double").alias("epoch")).collect())
     assert [(r.text, r.epoch) for r in got] == cases
+
+
+def test_wecom_change_without_details_keeps_the_pairs_identifiers(spark, make_settings, tmp_path):
+    """A del_follow_user / edit callback names only the contact and the guide. Taking such a change as the whole
+    new state dropped the contact's unionid and remark phones, so the identity stage split the deleted contact
+    from its person into a One-ID of its own. Absent fields keep the pair's earlier value, in the same run and
+    across runs; an explicit empty list still clears the remark phones."""
+    settings = make_settings()
+    from cdp.ingest import run
+
+    key = load_secret(settings)
+    landing = Path(settings.landing_dir)
+    added = lambda ext, guide, unionid, phone: {  # noqa: E731
+        "change_type": "add_external_contact", "event_time": 1795140000,
+        "external_contact": {"external_userid": ext, "name": "张伟", "gender": 1, "unionid": unionid},
+        "follow_user": {"userid": guide, "remark_mobiles": [phone], "createtime": 1795140000,
+                        "tags": [{"group_name": "偏好", "tag_name": "榴莲"}], "state": "S01"}}
+    bare = lambda change, ext, guide, at, **follow: {  # noqa: E731
+        "change_type": change, "event_time": at, "external_contact": {"external_userid": ext},
+        "follow_user": {"userid": guide, **follow}}
+    write(landing, "wecom", "2026-11-20", "c.jsonl", jsonl(
+        added("W1", "g1", "u1", "13912345678"), added("W2", "g1", "u2", "13912345679"),
+        added("W3", "g1", "u3", "13912345670"),
+        bare("del_follow_user", "W1", "g1", 1795150000)))                       # same run as the add
+    run(spark, settings, RUN_DATE - dt.timedelta(days=1))
+    write(landing, "wecom", "2026-11-21", "c.jsonl", jsonl(
+        bare("del_external_contact", "W2", "g1", 1795160000),                   # a later run
+        bare("edit_external_contact", "W3", "g1", 1795160000, remark_mobiles=[])))
+    assert run(spark, settings, RUN_DATE)["is_balanced"]
+
+    u, m = (lambda v: hash_value(v, "unionid", key)), (lambda v: hash_value(v, "mobile", key))
+    assert _rows(spark, settings, "silver_wecom_contacts", "external_userid", "last_change_type", "is_active",
+                 "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "name_masked", "store_id") == [
+        ("W1", "del_follow_user", False, u("u1"), [m("13912345678")], ["139****5678"], "张*", "S01"),
+        ("W2", "del_external_contact", False, u("u2"), [m("13912345679")], ["139****5679"], "张*", "S01"),
+        ("W3", "edit_external_contact", True, u("u3"), [], [], "张*", "S01")]

@@ -378,11 +378,13 @@ def type_wecom(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: s
           .withColumn("_unionid", contact("unionid"))
           .withColumn("unionid_hash", hash_col(F.col("_unionid"), "unionid", key))
           .withColumn("_remark_mobiles", F.array_distinct(valid))
-          .withColumn("remark_mobile_hashes", F.transform(F.col("_remark_mobiles"),
-                                                          lambda m: hash_col(m, "mobile", key)))
-          .withColumn("remark_mobiles_masked", F.array_distinct(F.transform(
+          # absent remark_mobiles (a delete carries none) stay null: the pair keeps its earlier ones (ingest)
+          .withColumn("remark_mobile_hashes", F.when(F.col("_j.follow_user.remark_mobiles").isNotNull(), F.transform(
+              F.col("_remark_mobiles"), lambda m: hash_col(m, "mobile", key))))
+          .withColumn("remark_mobiles_masked", F.when(F.col("_j.follow_user.remark_mobiles").isNotNull(),
+                                                      F.array_distinct(F.transform(
               F.filter(remarks, lambda r: r["s"].isin("valid", "masked")),
-              lambda r: F.when(r["s"] == "valid", mask_mobile_col(r["c"])).otherwise(r["c"]))))
+              lambda r: F.when(r["s"] == "valid", mask_mobile_col(r["c"])).otherwise(r["c"])))))
           .withColumn("tags", F.col("_j.follow_user.tags"))
           .withColumn("_bad_lists", _unreadable("$.follow_user.remark_mobiles", "_j.follow_user.remark_mobiles")
                       + _unreadable("$.follow_user.tags", "_j.follow_user.tags"))
