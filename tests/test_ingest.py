@@ -98,6 +98,14 @@ def test_gbk_bytes_in_a_utf8_file_reject_the_whole_file_naming_the_encoding(tmp_
     assert readers.count_records(str(path), "csv") == 6
 
 
+def test_a_line_of_full_width_spaces_is_blank_when_a_whole_file_is_counted(tmp_path):
+    # staging skips it (str.strip knows U+3000); the count of a file quarantined as a whole must agree
+    data = (POS_DAY1 + "\u3000\u3000\n \t\n").encode("utf-8")
+    path = write(tmp_path, "pos", "2026-11-21", "p.csv", data)
+    staged = readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "s.parquet"))
+    assert readers.count_records(str(path), "csv") == staged.rows_landed == 5
+
+
 def test_missing_required_column_rejects_the_file_and_names_it(tmp_path):
     path = write(tmp_path, "pos", "2026-11-21", "p.csv", POS_DAY1.replace(",mobile,", ",phone,", 1))
     out = readers.stage_csv(_landed(path), "utf-8", POS_HEADER.split(","), str(tmp_path / "s.parquet"))

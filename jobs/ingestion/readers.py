@@ -387,12 +387,15 @@ def stage_file(landed: LandedFile, fmt: str, encoding: str, required: Sequence[s
 
 
 def count_records(path: str, fmt: str) -> int:
-    """Non-blank lines of a file that is quarantined as a whole (minus the CSV header): its landed rows."""
+    """Non-blank lines of a file that is quarantined as a whole (minus the CSV header): its landed rows.
+
+    Blank as staging sees it: a line of whitespace only, full-width spaces (U+3000) included, is not a row (the
+    bytes are read as UTF-8, an undecodable byte counts as a character)."""
     count = 0
     try:
         with open_landed(path) as handle:
             for line in handle:
-                if line.strip():
+                if line.decode("utf-8", errors="replace").strip():
                     count += 1
     except (OSError, EOFError, zlib.error):   # a broken gzip stream: the lines read before the break
         pass
