@@ -770,12 +770,13 @@ _TAG_FIX = ("give exactly one of `when:` (a condition), `value:` (a profile colu
             "or {model_grade: churn}), `wecom: {group_name, tag_name}`, `manual: {path, id_type}`")
 
 
-def parse_tag(raw: Any, source: str, index: int) -> TagDef:
-    """Validate one tag mapping from a conf/tags file; raise DefinitionError naming file, tag and fix."""
+def parse_tag(raw: Any, source: str, index: int, known_models: dict[str, tuple[str, ...]] | None = None) -> TagDef:
+    """Validate one tag mapping from a conf/tags file; raise DefinitionError naming file, tag and fix.
+    known_models: model name -> grades (conf/models.yaml) that `model:` conditions are checked against."""
     subject = f"tag #{index + 1}"
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         subject = f"tag {raw['name']!r}"
-    ctx = ParseContext(allow_tags=False)
+    ctx = ParseContext(allow_tags=False, known_models=known_models)
     if not isinstance(raw, dict):
         raise DefinitionError(source, subject, [("", f"a tag is a mapping with name and one of when/value/wecom/"
                                                       f"manual, got {raw!r}. Fix: {_TAG_FIX}")])
@@ -838,22 +839,23 @@ class TagCatalog:
         return TagCatalog(self.tags + tuple(extra))
 
 
-def parse_tag_file(raw: Any, source: str) -> list[TagDef]:
+def parse_tag_file(raw: Any, source: str, known_models: dict[str, tuple[str, ...]] | None = None) -> list[TagDef]:
     if not isinstance(raw, dict) or set(raw) != {"tags"} or not isinstance(raw["tags"], list):
         raise DefinitionError(source, "file", [("", "a tag file holds one key `tags:` with a list of tags. "
                                                     "Fix: `tags:\\n  - name: durian_lover\\n    when: {...}`")])
-    return [parse_tag(item, source, i) for i, item in enumerate(raw["tags"])]
+    return [parse_tag(item, source, i, known_models) for i, item in enumerate(raw["tags"])]
 
 
-def load_tag_catalog(folder: str | Path) -> TagCatalog:
-    """Load and validate every `*.yaml` in `folder` (conf/tags). Duplicate names across files are an error."""
+def load_tag_catalog(folder: str | Path, known_models: dict[str, tuple[str, ...]] | None = None) -> TagCatalog:
+    """Load and validate every `*.yaml` in `folder` (conf/tags). Duplicate names across files are an error.
+    known_models (`segments.known_model_grades`): check `model:` conditions against conf/models.yaml."""
 
     from cdp.config import read_yaml
 
     tags: list[TagDef] = []
     seen: dict[str, str] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
-        for tag in parse_tag_file(read_yaml(path), str(path)):
+        for tag in parse_tag_file(read_yaml(path), str(path), known_models):
             if tag.name in seen:
                 raise DefinitionError(str(path), f"tag {tag.name!r}", [("name", f"already declared in {seen[tag.name]}. "
                                                                            "Fix: rename one of them")])

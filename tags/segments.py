@@ -152,7 +152,7 @@ def segments_dir(settings: Settings) -> Path:
 
 
 def tag_catalog(settings: Settings) -> TagCatalog:
-    return load_tag_catalog(settings.conf_path("tags"))
+    return load_tag_catalog(settings.conf_path("tags"), known_model_grades(settings))
 
 
 def _raw_segment_files(folder: Path) -> list[tuple[Path, Any]]:

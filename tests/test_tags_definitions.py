@@ -138,6 +138,29 @@ def test_a_model_name_or_grade_the_models_stage_does_not_give_is_rejected():
     load_segment({"name": "t", "where": {"model": {"name": "winback", "grade": "medium"}}}, settings)
 
 
+def test_a_tag_files_model_condition_is_checked_against_the_models_too(conf_copy):
+    """The same check for a `model:` condition in conf/tags, where the tags stage and the segment loader read it."""
+    import yaml
+
+    from cdp.tags.segments import known_model_grades, tag_catalog
+
+    settings = load_settings("local", conf_dir=conf_copy)
+    bad = conf_copy / "tags" / "scored.yaml"
+    bad.write_text(yaml.safe_dump({"tags": [{"name": "likely_churn", "when": {"model": {"name": "churn", "grade": "hgh"}}}]}),
+                   encoding="utf-8")
+    with pytest.raises(DefinitionError) as info:
+        tag_catalog(settings)
+    assert "when.model.grade: unknown grade 'hgh' of model churn (did you mean 'high'?)" in str(info.value)
+    assert str(bad) in str(info.value)
+    bad.write_text(yaml.safe_dump({"tags": [{"name": "likely_churn", "when": {"model": {"name": "chrun"}}}]}),
+                   encoding="utf-8")
+    with pytest.raises(DefinitionError, match=r"when.model.name: unknown model 'chrun' \(did you mean 'churn'\?\)"):
+        load_tag_catalog(conf_copy / "tags", known_model_grades(settings))
+    bad.write_text(yaml.safe_dump({"tags": [{"name": "likely_churn", "when": {"model": {"name": "churn", "grade": "high"}}}]}),
+                   encoding="utf-8")
+    assert "likely_churn" in tag_catalog(settings).names
+
+
 def test_unknown_segment_name_suggests(tmp_path):
     settings = load_settings("local")
     with pytest.raises(Exception, match="no segment 'durian_lover' .*did you mean 'durian_lovers'"):
