@@ -78,10 +78,23 @@ def _segment_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_export_role(settings: Any, to: str, role_name: str | None) -> None:
+    """The role running an export may export, and `unionid` (raw values from pii_values) needs a role that may
+    read pii_values, as in the console (admin). Raises AccessDenied naming the role and the way out."""
+    from cdp.access import AccessDenied, get_role, require
+
+    role = get_role(settings, role_name)
+    require(role, "export")
+    if to == "unionid" and not role.may_read("pii_values"):
+        raise AccessDenied(f"role {role.name!r} may not export raw unionids (they come from pii_values). "
+                           "Fix: export --to wecom or --to mobile_hash, or ask an admin (--role admin)")
+
+
 def _segment_export(args: argparse.Namespace) -> int:
     from cdp.tags.segments import export_segment
 
     settings = settings_from_args(args)
+    check_export_role(settings, args.to, args.role)
     spark = open_spark(settings)
     summary = export_segment(spark, settings, args.name, args.to, args.out, run_date=args.date)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -112,4 +125,6 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("--to", required=True, choices=("wecom", "unionid", "mobile_hash"))
     p.add_argument("--out", required=True, help="the CSV file to write")
+    p.add_argument("--role", help="marketer | data_engineer | admin (default $CDP_ROLE or data_engineer); "
+                                  "--to unionid needs a role that may read pii_values (admin)")
     p.set_defaults(func=_segment_export)

@@ -17,6 +17,25 @@ def test_roles_as_declared(settings):
     require(admin, "erase")
 
 
+def test_only_a_role_that_reads_pii_values_exports_raw_unionids_from_the_cli(settings, tmp_path, capsys):
+    """`cdp segment export --to unionid` writes raw unionids from pii_values: admin only, as in the console. The
+    refusal comes before Spark starts, names the role and the way out, and writes no file."""
+    from cdp.cli import main
+    from cdp.tags.cli import check_export_role
+
+    out = tmp_path / "u.csv"
+    for role in ("marketer", "data_engineer"):
+        args = ["segment", "export", "any_segment", "--to", "unionid", "--out", str(out), "--lake", settings.lake_dir,
+                "--role", role]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"role '{role}' may not export raw unionids" in err and "--to wecom" in err and "Traceback" not in err
+    assert not out.exists()
+    check_export_role(settings, "unionid", "admin")
+    check_export_role(settings, "wecom", "marketer")
+    check_export_role(settings, "mobile_hash", "marketer")
+
+
 @pytest.mark.spark
 def test_marketer_query_sees_gold_but_not_bronze_nor_raw_paths(spark, settings):
     from cdp.lake import overwrite_table
