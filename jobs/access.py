@@ -76,6 +76,15 @@ def require(role: Role, action: str) -> None:
         raise AccessDenied(f"role {role.name!r} may not {action.replace('_', ' ')}")
 
 
+def require_export(role: Role, target: str) -> None:
+    """The role may export segments, and a `unionid` export (raw values from pii_values) needs a role that may
+    read pii_values (admin; the console's `pii:export` permission says the same)."""
+    require(role, "export")
+    if target == "unionid" and not role.may_read("pii_values"):
+        raise AccessDenied(f"role {role.name!r} may not export raw unionids (they come from pii_values). "
+                           "Fix: export --to wecom or --to mobile_hash, or ask an admin (--role admin)")
+
+
 def read_as(spark: SparkSession, settings: Settings, role: Role, table: str) -> DataFrame:
     from cdp.lake import read_table
 

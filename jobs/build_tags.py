@@ -84,9 +84,9 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict[str,
     from pyspark.sql import functions as F
 
     from cdp.tags import engine as E
-    from cdp.tags.segments import clear_cache, known_model_grades, load_segments
+    from cdp.tags.segments import clear_cache, load_segments, tag_catalog
 
-    catalog = E.load_tag_catalog(settings.conf_path("tags"), known_model_grades(settings))
+    catalog = tag_catalog(settings)
     campaigns = [s.campaign for s in load_segments(settings) if s.campaign]
     feedback = []
     for c in campaigns:

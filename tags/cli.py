@@ -78,23 +78,12 @@ def _segment_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_export_role(settings: Any, to: str, role_name: str | None) -> None:
-    """The role running an export may export, and `unionid` (raw values from pii_values) needs a role that may
-    read pii_values, as in the console (admin). Raises AccessDenied naming the role and the way out."""
-    from cdp.access import AccessDenied, get_role, require
-
-    role = get_role(settings, role_name)
-    require(role, "export")
-    if to == "unionid" and not role.may_read("pii_values"):
-        raise AccessDenied(f"role {role.name!r} may not export raw unionids (they come from pii_values). "
-                           "Fix: export --to wecom or --to mobile_hash, or ask an admin (--role admin)")
-
-
 def _segment_export(args: argparse.Namespace) -> int:
+    from cdp.access import get_role, require_export
     from cdp.tags.segments import export_segment
 
     settings = settings_from_args(args)
-    check_export_role(settings, args.to, args.role)
+    require_export(get_role(settings, args.role), args.to)
     spark = open_spark(settings)
     summary = export_segment(spark, settings, args.name, args.to, args.out, run_date=args.date)
     print(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -20,8 +20,8 @@ def test_roles_as_declared(settings):
 def test_only_a_role_that_reads_pii_values_exports_raw_unionids_from_the_cli(settings, tmp_path, capsys):
     """`cdp segment export --to unionid` writes raw unionids from pii_values: admin only, as in the console. The
     refusal comes before Spark starts, names the role and the way out, and writes no file."""
+    from cdp.access import require_export
     from cdp.cli import main
-    from cdp.tags.cli import check_export_role
 
     out = tmp_path / "u.csv"
     for role in ("marketer", "data_engineer"):
@@ -31,9 +31,9 @@ def test_only_a_role_that_reads_pii_values_exports_raw_unionids_from_the_cli(set
         err = capsys.readouterr().err
         assert f"role '{role}' may not export raw unionids" in err and "--to wecom" in err and "Traceback" not in err
     assert not out.exists()
-    check_export_role(settings, "unionid", "admin")
-    check_export_role(settings, "wecom", "marketer")
-    check_export_role(settings, "mobile_hash", "marketer")
+    require_export(get_role(settings, "admin"), "unionid")
+    require_export(get_role(settings, "marketer"), "wecom")
+    require_export(get_role(settings, "marketer"), "mobile_hash")
 
 
 @pytest.mark.spark
