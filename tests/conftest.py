@@ -8,7 +8,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXTERNAL_DATA = REPO.parent / "shared" / "data" / "external"
+
+
+def _external_data() -> Path:
+    """The shared real public data (`shared/data/external`, beside the checkout): the nearest one up the tree, so a
+    clone one folder deeper (a CI workspace) finds it too; `CDP_EXTERNAL_DATA` names it explicitly."""
+    if os.environ.get("CDP_EXTERNAL_DATA"):
+        return Path(os.environ["CDP_EXTERNAL_DATA"])
+    for folder in REPO.parents:
+        if (folder / "shared" / "data" / "external").is_dir():
+            return folder / "shared" / "data" / "external"
+    return REPO.parent / "shared" / "data" / "external"
+
+
+EXTERNAL_DATA = _external_data()
 
 # A fixed test secret: identifier hashes in tests are reproducible; production reads it from the environment.
 os.environ.setdefault("CDP_HMAC_SECRET", "test-secret-not-for-production")
