@@ -210,3 +210,21 @@ def test_unique_int_pairs_equals_a_group_by_min(seed):
     s, d, r = unique_int_pairs(src, dst, rank)
     pd.testing.assert_frame_equal(pd.DataFrame({"src": s, "dst": d, "rank": r}),
                                   expected.reset_index(drop=True), check_dtype=False)
+
+
+def test_shipped_card_blocklist_blocks_fillers_but_not_short_real_cards():
+    """The member-card patterns of conf/identity.yaml (applied with Spark's rlike, which finds like re.search).
+    A small chain's early cards (8, 88, 1111) are real; a card of one digit six or more times is a filler."""
+    import re
+
+    from cdp.identity.config import load_identity_rules
+
+    card = next(t for t in load_identity_rules().identifier_types if t.name == "member_card")
+
+    def blocked(value: str) -> bool:
+        return value in card.blocklist.values or any(re.search(p, value) for p in card.blocklist.patterns)
+
+    assert {v: blocked(v) for v in ["0000", "000000000", "666666", "11111111111", "TEST-1", "dummy9",
+                                    "8", "88", "1111", "20230001", "M001", "6222021234567890"]} == {
+        "0000": True, "000000000": True, "666666": True, "11111111111": True, "TEST-1": True, "dummy9": True,
+        "8": False, "88": False, "1111": False, "20230001": False, "M001": False, "6222021234567890": False}
