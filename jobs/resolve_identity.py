@@ -1056,21 +1056,22 @@ def run_summary_row(summary: dict[str, Any], finished_at: dt.datetime, duration_
 
 
 def rebuild(spark: SparkSession, settings: Settings, run_date: dt.date, dry_run: bool = True) -> dict[str, Any]:
-    """Full rebuild under the current rules: recompute every One-ID from nothing and report what changes.
+    """Full rebuild under the current rules: recompute every component from all of silver and report what changes.
 
-    dry_run: only the report (profiles merged / split / ids changed against the persisted map).
-    Otherwise the resolution is applied like a daily run (the persisted ids survive where the rules allow;
-    merges and splits go to identity_history).
+    dry_run: only the report (profiles merged / split / ids changed against the persisted map), computed the
+    way applying it would: the full pass with the persisted map, so ids and anchor times carried forward count
+    (a record re-delivered later carries a later landing date in silver; from nothing, its profile could anchor
+    on another node and seem to change id although applying keeps it). Otherwise the resolution is applied like
+    a daily run (the persisted ids survive where the rules allow; merges and splits go to identity_history).
     """
     from cdp.identity.config import load_identity_rules
     from cdp.identity.persist import compare_maps
 
     rules = load_identity_rules(settings)
     previous, redirects = read_previous(spark, settings)
-    empty = previous.iloc[0:0]
-    scratch = compute(spark, settings, run_date, rules, lambda: (empty, empty_redirects())).settle()
-    report = {"run_date": str(run_date), "dry_run": dry_run, **compare_maps(previous, scratch.node_map)}
-    _release(scratch)
+    proposed = compute(spark, settings, run_date, rules, lambda: (previous, redirects)).settle()
+    report = {"run_date": str(run_date), "dry_run": dry_run, **compare_maps(previous, proposed.node_map)}
+    _release(proposed)
     if not dry_run:
         report["applied"] = run(spark, settings, run_date, full=True)
     return report

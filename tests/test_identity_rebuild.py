@@ -133,3 +133,31 @@ def test_method_spark_from_config_gives_the_default_methods_result(spark, make_s
     # the data exercises the limit path of the distributed engine: C009's fourth phone link is dropped
     edges = results["spark"][2]
     assert edges[(min(card("C009"), mob(M9[3])), max(card("C009"), mob(M9[3])), "pos_card_mobile")] == "dropped_limit"
+
+
+@pytest.mark.spark
+def test_dry_run_after_an_update_that_moved_a_records_landing_date_reports_no_change(spark, make_settings):
+    """A CRM card re-delivered on day 2 (a new level) lands again: its silver row now carries day 2's `dt`, so
+    computed from nothing the card would anchor its profile later and the profile would get another id. The
+    daily run carries the anchor forward and so does an applied rebuild; the dry run must report what applying
+    would do (nothing), not the from-nothing ids (helper's independent evaluation: 247 ids reported changed)."""
+    from delta.tables import DeltaTable
+    from test_identity_pipeline import t
+
+    from cdp.resolve_identity import rebuild, run
+
+    d2 = D1 + dt.timedelta(days=1)
+    settings = make_settings()
+    write_silver(spark, settings, D1, {
+        "silver_crm_members": [{"member_card_no": "C300", "mobile": "13911113000", "registered_at": t(D1, 9)}],
+        "silver_miniprogram_events": [{"event_id": "E300", "event_type": "bind_mobile", "event_at": t(D1, 10),
+                                       "appid": "wxapp", "openid": "oX", "mobile": "13911113000"}]})
+    run(spark, settings, D1)
+    before = node_map(spark, settings)
+    assert len(set(before.values())) == 1
+    DeltaTable.forPath(spark, settings.table_path("silver_crm_members")).update(
+        "member_card_no = 'C300'", {"dt": f"DATE'{d2.isoformat()}'"})
+    run(spark, settings, d2)
+    assert node_map(spark, settings) == before
+    report = rebuild(spark, settings, d2, dry_run=True)
+    assert (report["profiles_merged"], report["profiles_split"], report["nodes_id_changed"]) == (0, 0, 0)
