@@ -170,8 +170,7 @@ def read_previous(spark: SparkSession, settings: Settings) -> tuple[pd.DataFrame
         previous = pd.DataFrame({"node_key": pd.Series(dtype=str), "one_id": pd.Series(dtype=str),
                                  "anchor_at": pd.Series(dtype="datetime64[ns]")})
     red = _optional(spark, settings, "identity_redirects")
-    redirects = (red.toPandas() if red is not None else
-                 pd.DataFrame(columns=["old_one_id", "current_one_id", "redirected_at", "reason"]))
+    redirects = red.toPandas() if red is not None else empty_redirects()
     return previous, redirects
 
 
