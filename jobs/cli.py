@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cdp.models.cli",
     "cdp.console.cli",
     "cdp.erasure",
+    "cdp.maintain",
 )
 
 

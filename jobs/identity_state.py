@@ -54,6 +54,9 @@ STATE_SCHEMA = ("source string, silver_version long, run_date date, rules_finger
 # compaction and vacuum change no row)
 DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
 READABLE_OPERATIONS = {"MERGE", "WRITE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+# commits that change no row (`cdp maintain`: compaction, vacuum): a checked identity table whose commits since
+# the last run are all of these is as that run left it
+MAINTENANCE_OPERATIONS = {"OPTIMIZE", "VACUUM START", "VACUUM END"}
 
 
 @dataclass
@@ -123,13 +126,16 @@ def plan_increment(spark: SparkSession, settings: Settings, rules: IdentityRules
     if head.overrides_version != _version(spark, settings, "identity_overrides"):
         return None, "steward overrides changed since the last run"
     for name, version in (head.checked_versions or {}).items():
-        if name not in READ_AT_VERSION and _version(spark, settings, name) != version:
+        if name not in READ_AT_VERSION and _same_rows_since(spark, settings, name, version) is None:
             return None, f"{name} changed since the last run (an interrupted run or another job)"
     read_versions = {}
     for name in READ_AT_VERSION:
         version = (head.checked_versions or {}).get(name)
         if version is None:
             return None, f"the identity state does not record the version of {name} (written by an older release)"
+        # only maintenance since: the current version has the same rows (and its files, which a VACUUM after a
+        # compaction may have taken from the old version)
+        version = _same_rows_since(spark, settings, name, version) or version
         if _version(spark, settings, name) != version and not _readable(spark, settings, name, version):
             return None, f"{name} changed since the last run and the version it left can no longer be read"
         read_versions[name] = version
@@ -174,6 +180,22 @@ def plan_increment(spark: SparkSession, settings: Settings, rules: IdentityRules
     old = changed.where(F.coalesce("_old", F.lit(True))).select("source", "source_record_id").distinct()
     return Increment(head.run_date, changed.select("source", "source_record_id").distinct(),
                      changed.select("source", "day").distinct(), versions, old, read_versions), "incremental"
+
+
+def _same_rows_since(spark: SparkSession, settings: Settings, name: str, version: int) -> int | None:
+    """The current version of `name` when it holds the same rows as `version`: no commit since, or only
+    maintenance commits (MAINTENANCE_OPERATIONS). None otherwise."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    now = _version(spark, settings, name)
+    if now == version:
+        return now
+    if now < version or version < 0:
+        return None
+    ops = (DeltaTable.forPath(spark, settings.table_path(name)).history(now - version)
+           .where(F.col("version") > version).select("operation").collect())
+    return now if len(ops) == now - version and all(o.operation in MAINTENANCE_OPERATIONS for o in ops) else None
 
 
 def _readable(spark: SparkSession, settings: Settings, name: str, version: int) -> bool:

@@ -79,8 +79,8 @@ def run_stage(stage_name: str, run_date: dt.date | str, profile: str | None = No
 
 
 def run_job(module: str, run_date: dt.date | str, profile: str | None = None,
-            landing_dir: str | None = None, lake_dir: str | None = None) -> dict[str, Any]:
-    """Run the job module `module` (its `run(spark, settings, run_date)`) under the lake lock.
+            landing_dir: str | None = None, lake_dir: str | None = None, **job_args: Any) -> dict[str, Any]:
+    """Run the job module `module` (its `run(spark, settings, run_date, **job_args)`) under the lake lock.
 
     Builds the settings and the SparkSession (reused if the process already has one).
     """
@@ -93,4 +93,4 @@ def run_job(module: str, run_date: dt.date | str, profile: str | None = None,
     settings = load_settings(profile, overrides={"landing_dir": landing_dir, "lake_dir": lake_dir})
     spark = build_spark(settings.spark)
     with lake_lock(settings.lake_dir):
-        return importlib.import_module(module).run(spark, settings, run_date) or {}
+        return importlib.import_module(module).run(spark, settings, run_date, **job_args) or {}

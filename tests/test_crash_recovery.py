@@ -14,6 +14,9 @@ compare the lake with the reference: every table the reference changed row for r
 sorted, so nested maps and arrays count too, plus the schema), and every table it did not change must have a
 byte-identical Delta log (not touched at all). The kill subprocesses run in parallel to keep the wall time low.
 
+Maintenance: the weekly maintenance DAG compacts and vacuums a copy of the final lake; rows stay, and the next
+identity run stays incremental.
+
 Models are left out of day 2 (`tags` reads the day-1 scores): training is the costly part of that stage, and it
 writes with the same cdp.lake helpers as the other stages.
 """
@@ -330,6 +333,48 @@ def test_schema_drift_extra_column_kept_missing_column_quarantines_the_file(spar
     history = spark.read.format("delta").load(settings.table_path("identity_history")).where(F.col("run_date") == day2)
     # the identity crash scenarios need day-2 events: new customers (create) and the linked pair (merge)
     assert {r.event_type for r in history.select("event_type").distinct().collect()} >= {"create", "merge"}
+
+
+# --- maintenance -------------------------------------------------------------------------------------------
+# the tables the daily identity run checks or reads at the version its last run left, and two silver tables
+MAINTAINED = ("silver_pos_lines", "silver_miniprogram_events", "identity_edges", "identity_nodes",
+              "identity_record_map", "identity_record_state", "identity_combo_state", "identity_combo_nodes",
+              "identity_busy_days", "identity_state")
+
+
+def test_weekly_maintenance_compacts_and_vacuums_without_changing_a_row_and_identity_stays_incremental(
+        spark, world, airflow_db):
+    """The maintenance DAG (dag.test()) on the lake after day 2, vacuuming with 0 hours of retention: every table
+    holds the same rows, fewer files, no file the current version does not use; the next identity run of the same
+    date is incremental (it reads identity_edges at the version its last run left, whose files the VACUUM took,
+    and its checked tables moved by OPTIMIZE only) and changes nothing."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cdp.pipeline import run_pipeline
+
+    lake = world.copy(world.after["segments"], "maintained")
+    settings = _settings(world.landing, lake)
+    paths = {name: Path(settings.table_path(name)) for name in MAINTAINED}
+    rows_before = {name: _rows(spark, path, name) for name, path in paths.items()}
+    files_before = {name: len(spark.read.format("delta").load(str(p)).inputFiles()) for name, p in paths.items()}
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["cdp_maintenance_weekly"]
+    run = dag.test(run_conf={"lake": str(lake), "landing": str(world.landing), "retain_hours": 0,
+                             "tables": list(MAINTAINED)})
+    assert run.state == "success"
+
+    for name, path in paths.items():
+        assert _rows(spark, path, name) == rows_before[name], name
+        live = {f.rsplit("/", 1)[-1] for f in spark.read.format("delta").load(str(path)).inputFiles()}
+        on_disk = {f.name for f in path.rglob("*.parquet") if not {"_delta_log", "_change_data"} & set(f.parts)}
+        assert on_disk == live, f"{name}: files no version within the retention uses are left"
+    files_after = {name: len(spark.read.format("delta").load(str(p)).inputFiles()) for name, p in paths.items()}
+    assert all(files_after[n] <= files_before[n] for n in MAINTAINED) and sum(files_after.values()) < sum(
+        files_before.values()), (files_before, files_after)
+
+    identity = run_pipeline(spark, settings, world.day2, ("identity",))["identity"]
+    assert identity["mode"] == "incremental", identity.get("full_pass_reason")
+    assert identity["events"] == {} and not any(identity["silver_records_updated"].values())
 
 
 # --- the hook itself (pure Python, no JVM) -----------------------------------------------------------------

@@ -14,7 +14,7 @@ def test_dagbag_imports_every_dag_without_errors():
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    assert {"cdp_daily", "cdp_models_weekly"} <= set(bag.dag_ids)
+    assert {"cdp_daily", "cdp_models_weekly", "cdp_maintenance_weekly"} <= set(bag.dag_ids)
     daily = bag.dags["cdp_daily"]
     from cdp.pipeline import stage_names
 
