@@ -131,21 +131,23 @@ def keep_first_added_at(df: DataFrame, plan: SilverPlan) -> DataFrame:
 
 # WeCom fields a change may leave out (a del_follow_user callback names only the contact and the guide): absent or
 # null, the pair keeps its earlier value; an empty list (`remark_mobiles: []`) is a value and clears it.
-WECOM_CARRIED = ("store_id", "name_masked", "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "tags")
+WECOM_CARRIED = ("store_id", "name_masked", "gender", "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked",
+                 "tags")
 
 
 def carry_absent_fields(df: DataFrame, plan: SilverPlan) -> DataFrame:
     """WeCom: a change without a field keeps the pair's latest earlier value of it, so deleting a contact does not
     drop its unionid or remark phones (which would split its One-ID from the person's). Remark arrays that were
-    never delivered are empty."""
+    never delivered are empty; a gender never delivered is U."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     earlier = (Window.partitionBy(*plan.keys).orderBy(*[F.col(c).asc_nulls_first() for c in plan.latest_first])
                .rowsBetween(Window.unboundedPreceding, Window.currentRow))
     df = df.withColumns({c: F.last(c, ignorenulls=True).over(earlier) for c in WECOM_CARRIED})
-    return df.withColumns({c: F.coalesce(c, F.array().cast("array<string>"))
-                           for c in ("remark_mobile_hashes", "remark_mobiles_masked")})
+    return df.withColumns({**{c: F.coalesce(c, F.array().cast("array<string>"))
+                              for c in ("remark_mobile_hashes", "remark_mobiles_masked")},
+                           "gender": F.coalesce("gender", F.lit("U"))})
 
 
 def pii_rows(typed: DataFrame, key: bytes, first_seen_at: dt.datetime) -> DataFrame:

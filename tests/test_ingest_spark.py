@@ -307,7 +307,10 @@ def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spa
         {**event, "event_id": "S2", "openid": "o2", "items": "K1"},
         {**event, "event_id": "S3", "openid": "o3", "items": ["K1"]},
         {**event, "event_id": "S4", "openid": "o4", "items": None},      # JSON null = absent: fine
-        {**event, "event_id": "S5", "openid": "o5"}))
+        {**event, "event_id": "S5", "openid": "o5"},
+        # a price that does not parse would be lost (null): quarantined; an item without a price is kept
+        {**event, "event_id": "S6", "openid": "o6", "items": [{"sku_id": "K1", "quantity": 1, "price": "¥9.9"}]},
+        {**event, "event_id": "S7", "openid": "o7", "items": [{"sku_id": "K1", "quantity": 1}]}))
     contact = lambda ext, **follow: {  # noqa: E731
         "change_type": "add_external_contact", "event_time": 1795140000,
         "external_contact": {"external_userid": ext, "name": "x", "gender": 1},
@@ -325,9 +328,12 @@ def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spa
               or json.loads(r.raw_record)["external_contact"]["external_userid"]): r.rule
              for r in read_table(spark, settings, "quarantine_rows").collect()}
     assert rules == {("miniprogram", "S2"): "items_valid", ("miniprogram", "S3"): "items_valid",
+                     ("miniprogram", "S6"): "items_valid",
                      ("wecom", "W2"): "follow_user_lists", ("wecom", "W3"): "follow_user_lists"}
-    assert sorted(r.event_id for r in read_table(spark, settings, "silver_miniprogram_events").collect()) == [
-        "S1", "S4", "S5"]
+    assert sorted((r.event_id, r.items and [tuple(i) for i in r.items])
+                  for r in read_table(spark, settings, "silver_miniprogram_events").collect()) == [
+        ("S1", [("K1", Decimal("1.000"), Decimal("9.90"))]), ("S4", None), ("S5", None),
+        ("S7", [("K1", Decimal("1.000"), None)])]
     assert sorted(r.external_userid for r in read_table(spark, settings, "silver_wecom_contacts").collect()) == [
         "W1", "W4", "W5"]
 
@@ -382,7 +388,32 @@ def test_wecom_change_without_details_keeps_the_pairs_identifiers(spark, make_se
 
     u, m = (lambda v: hash_value(v, "unionid", key)), (lambda v: hash_value(v, "mobile", key))
     assert _rows(spark, settings, "silver_wecom_contacts", "external_userid", "last_change_type", "is_active",
-                 "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "name_masked", "store_id") == [
-        ("W1", "del_follow_user", False, u("u1"), [m("13912345678")], ["139****5678"], "张*", "S01"),
-        ("W2", "del_external_contact", False, u("u2"), [m("13912345679")], ["139****5679"], "张*", "S01"),
-        ("W3", "edit_external_contact", True, u("u3"), [], [], "张*", "S01")]
+                 "unionid_hash", "remark_mobile_hashes", "remark_mobiles_masked", "name_masked", "store_id",
+                 "gender") == [
+        ("W1", "del_follow_user", False, u("u1"), [m("13912345678")], ["139****5678"], "张*", "S01", "M"),
+        ("W2", "del_external_contact", False, u("u2"), [m("13912345679")], ["139****5679"], "张*", "S01", "M"),
+        ("W3", "edit_external_contact", True, u("u3"), [], [], "张*", "S01", "M")]
+
+
+def test_unsplittable_lines_are_not_duplicates_of_each_other_and_a_masked_phone_loses_its_country_code(
+        spark, make_settings):
+    """Two POS lines that do not split have no keys: both fail well_formed, and the per-file uniqueness rule does
+    not count their missing keys as equal (it reported "the same (brand_id, order_id, line_no) appears more than
+    once"). A masked phone with a +86 prefix is stored as the contract's `138****8000`, like an unmasked one."""
+    settings = make_settings()
+    from cdp.ingest import run
+    from cdp.lake import read_table
+
+    write(Path(settings.landing_dir), "pos", "2026-11-21", "p.csv", "\n".join([
+        POS_HEADER,
+        "P1,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1",
+        "P2,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1,cash,x",
+        "P3,1,S01,2026-11-20 10:00:00,,+86 138****8000,K1,Apple,fruit,1,1,1,cash",
+        "P4,1,S01,2026-11-20 10:00:00,,0086-138****8000,K1,Apple,fruit,1,1,1,cash"]) + "\n")
+    summary = run(spark, settings, RUN_DATE)
+    assert summary["is_balanced"] and "line_unique" not in summary["sources"]["pos"]["rows_failed_by_rule"]
+    quarantined = read_table(spark, settings, "quarantine_rows").collect()
+    assert sorted(r.source_line for r in quarantined) == [2, 3]
+    assert all(r.rule == "well_formed" and "line_unique" not in r.reason for r in quarantined)
+    assert _rows(spark, settings, "silver_pos_lines", "order_id", "mobile_status", "mobile_masked", "mobile_hash") == [
+        ("P3", "masked", "138****8000", None), ("P4", "masked", "138****8000", None)]

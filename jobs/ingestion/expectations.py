@@ -138,6 +138,11 @@ def compile_rule(rule: Rule, run_date: dt.date):
         return gxe.ExpectColumnValuesToBeBetween(column=rule.column,
                                                  min_value=dt.datetime.combine(rule.min_date, dt.time()),
                                                  max_value=latest, strict_max=True, **common)
+    # a row without one of the keys (an unsplittable line, an empty order_id) is not a duplicate of another such
+    # row: its missing key is the finding, reported by the not-null rules
+    keys_present = " AND ".join(f"`{c}` IS NOT NULL" for c in rule.columns)
+    common.update(row_condition=f"({rule.when}) AND {keys_present}" if rule.when else keys_present,
+                  condition_parser="spark")
     return gxe.ExpectCompoundColumnsToBeUnique(column_list=["content_hash", *rule.columns], **common)
 
 

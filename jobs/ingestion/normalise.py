@@ -21,7 +21,8 @@ PROVENANCE_HEAD = ("source", "source_record_id", "brand_id")
 PROVENANCE_TAIL = ("dt", "source_file", "source_line", "ingested_at", "one_id")
 REFERENCE_TAIL = ("dt", "source_file", "source_line", "ingested_at")
 
-MOBILE_PREFIX = r"^(?:\+86|0086|86)(?=1\d{10}$)"
+# before 11 digits, or a masked 11 (`+86 138****8000`)
+MOBILE_PREFIX = r"^(?:\+86|0086|86)(?=1[\d*]{10}$)"
 VALID_MOBILE = r"^1[3-9]\d{9}$"
 LOCAL_TS_FORMAT = "yyyy-MM-dd HH:mm:ss"
 # ISO 8601 / RFC 3339 with an explicit offset: `T` or a space between date and time, offset Z, +08:00, +0800 or +08
@@ -350,8 +351,11 @@ def type_miniprogram(bronze: DataFrame, key: bytes, default_brand_id: str, timez
           .withColumn("items", items)
           .withColumn("coupon_id", j("coupon_id"))  # coupon_redeem: the redeemed coupon (optional, trimmed)
           .withColumn("_bad_items", F.when(F.col("items").isNull(), _unreadable("$.items", "_j.items"))
-                      .otherwise(F.size(F.filter(F.col("items"), lambda i: i["sku_id"].isNull()
-                                                 | i["quantity"].isNull() | (i["quantity"] <= 0)))))
+                      # a price that is delivered but not a number (`¥19.9`) fails too: it would be lost
+                      .otherwise(F.size(F.filter(F.arrays_zip(F.col("items").alias("t"), F.col("_j.items").alias("r")),
+                                                 lambda z: z["t"]["sku_id"].isNull() | z["t"]["quantity"].isNull()
+                                                 | (z["t"]["quantity"] <= 0)
+                                                 | (z["t"]["price"].isNull() & clean(z["r"]["price"]).isNotNull())))))
           .withColumn("_pii", pii_array(pii_entry("mobile", F.col("_mobile")), pii_entry("openid", F.col("_openid")),
                                         pii_entry("unionid", F.col("_unionid")))))
     return _provenance(df, F.col("event_id"), default_brand_id, F.col("_j.brand_id"))
@@ -373,7 +377,9 @@ def type_wecom(bronze: DataFrame, key: bytes, default_brand_id: str, timezone: s
           .withColumn("store_id", follow("state"))
           .withColumn("_name", clean(strip_controls(F.col("_j.external_contact.name"))))
           .withColumn("name_masked", mask_name_col(F.col("_name")))
-          .withColumn("gender", F.when(contact("gender") == "1", F.lit("M"))
+          # absent gender stays null: the pair keeps its earlier one, else U (ingest.carry_absent_fields)
+          .withColumn("gender", F.when(contact("gender").isNull(), F.lit(None).cast("string"))
+                      .when(contact("gender") == "1", F.lit("M"))
                       .when(contact("gender") == "2", F.lit("F")).otherwise(to_gender(contact("gender"))))
           .withColumn("_unionid", contact("unionid"))
           .withColumn("unionid_hash", hash_col(F.col("_unionid"), "unionid", key))
