@@ -239,6 +239,22 @@ def date_read_amplification(files: Sequence[tuple], days: dict, target_bytes: in
     return weighted / total_rows
 
 
+@contextlib.contextmanager
+def spark_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
+    """Set session confs for the duration of a block, then put the earlier values back."""
+    before = {k: spark.conf.get(k, None) for k in values}
+    for k, v in values.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
 def cluster_by_date(spark: SparkSession, settings: Settings, name: str, column: str = "dt",
                     target_bytes: int = CLUSTER_FILE_BYTES, threshold: float = CLUSTER_AMPLIFICATION) -> bool | None:
     """Lay table `name` out by `column` (Delta OPTIMIZE ZORDER BY, files of about `target_bytes`) when a query for
@@ -268,17 +284,9 @@ def cluster_by_date(spark: SparkSession, settings: Settings, name: str, column: 
     amplification = date_read_amplification([tuple(f) for f in files.values()], days, target_bytes)
     if amplification <= threshold:
         return False
-    key = "spark.databricks.delta.optimize.maxFileSize"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, str(target_bytes))
-    try:
+    with spark_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(target_bytes)}):
         with _fault_point(spark, name):
             DeltaTable.forPath(spark, settings.table_path(name)).optimize().executeZOrderBy(column)
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
     log.info("%s laid out by %s (a one-day read was %.1f times what it needs)", name, column, amplification)
     return True
 

@@ -58,32 +58,14 @@ def table_files(spark: SparkSession, path: str) -> tuple[int, int]:
     return int(d.numFiles or 0), int(d.sizeInBytes or 0)
 
 
-def _with_conf(spark: SparkSession, values: dict[str, str]):
-    """Set Spark confs for the duration of a block, then put the earlier values back."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def block():
-        before = {k: spark.conf.get(k, None) for k in values}
-        for k, v in values.items():
-            spark.conf.set(k, v)
-        try:
-            yield
-        finally:
-            for k, v in before.items():
-                if v is None:
-                    spark.conf.unset(k)
-                else:
-                    spark.conf.set(k, v)
-    return block()
-
-
 def compact(spark: SparkSession, path: str, small_file_bytes: int, target_bytes: int) -> int:
     """OPTIMIZE the table at `path`: files below `small_file_bytes` (and files with many deleted rows) are
     bin-packed into files of up to `target_bytes`. Returns the number of files it removed (0: no commit)."""
     from delta.tables import DeltaTable
 
-    with _with_conf(spark, {"spark.databricks.delta.optimize.minFileSize": str(small_file_bytes),
+    from cdp.lake import spark_conf
+
+    with spark_conf(spark, {"spark.databricks.delta.optimize.minFileSize": str(small_file_bytes),
                             "spark.databricks.delta.optimize.maxFileSize": str(target_bytes)}):
         metrics = DeltaTable.forPath(spark, path).optimize().executeCompaction().select("metrics.numFilesRemoved")
         return int(sum(r[0] or 0 for r in metrics.collect()))
@@ -94,6 +76,8 @@ def vacuum(spark: SparkSession, path: str, retain_hours: float) -> int | None:
     of files deleted as Delta's VACUUM END commit reports it (None when Delta logged no such commit)."""
     from delta.tables import DeltaTable
 
+    from cdp.lake import spark_conf
+
     conf = {} if retain_hours >= DEFAULT_RETAIN_HOURS else {
         "spark.databricks.delta.retentionDurationCheck.enabled": "false"}
     table = DeltaTable.forPath(spark, path)
@@ -101,7 +85,7 @@ def vacuum(spark: SparkSession, path: str, retain_hours: float) -> int | None:
     stdout = system.out
     system.setOut(system.err)   # Delta prints "Deleted N files ..." to stdout, where the CLI writes its JSON
     try:
-        with _with_conf(spark, conf):
+        with spark_conf(spark, conf):
             table.vacuum(retain_hours)
     finally:
         system.setOut(stdout)
