@@ -291,10 +291,16 @@ def test_hostile_corpus_is_ingested_without_crash_and_every_row_accounted(spark,
     assert summary["sources"]["stores"]["rows_quarantined"] == 3
 
 
-def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spark, make_settings, tmp_path):
+def test_fields_that_would_be_lost_or_misreported_are_quarantined_or_normalised(spark, make_settings, tmp_path):
     """A remark mobile delivered as a string instead of a list, tags or items that are not lists of objects: the
     typed parse turns such a field into null, so an accepted row would silently lose an identifier or its order
-    lines. The contract validates the schema: the row goes to quarantine with a reason instead."""
+    lines. The contract validates the schema: the row goes to quarantine with a reason instead. The same for an
+    item price that does not parse.
+
+    Also (one ingest run for all): two POS lines that do not split have no keys; both fail well_formed, and the
+    per-file uniqueness rule does not count their missing keys as equal (it reported "the same (brand_id,
+    order_id, line_no) appears more than once"). A masked phone with a +86 prefix is stored as the contract's
+    `138****8000`, like an unmasked one."""
     settings = make_settings()
     from cdp.ingest import run
     from cdp.lake import read_table
@@ -322,11 +328,24 @@ def test_json_fields_of_the_wrong_shape_are_quarantined_not_silently_dropped(spa
         contact("W4", remark_mobiles=None, tags=None),
         contact("W5")))
 
+    write(landing, "pos", "2026-11-21", "p.csv", "\n".join([
+        POS_HEADER,
+        "P1,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1",
+        "P2,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1,cash,x",
+        "P3,1,S01,2026-11-20 10:00:00,,+86 138****8000,K1,Apple,fruit,1,1,1,cash",
+        "P4,1,S01,2026-11-20 10:00:00,,0086-138****8000,K1,Apple,fruit,1,1,1,cash"]) + "\n")
+
     summary = run(spark, settings, RUN_DATE)
-    assert summary["is_balanced"]
+    assert summary["is_balanced"] and "line_unique" not in summary["sources"]["pos"]["rows_failed_by_rule"]
+    quarantined = read_table(spark, settings, "quarantine_rows")
+    pos = quarantined.where("source = 'pos'").collect()
+    assert sorted(r.source_line for r in pos) == [2, 3]
+    assert all(r.rule == "well_formed" and "line_unique" not in r.reason for r in pos)
+    assert _rows(spark, settings, "silver_pos_lines", "order_id", "mobile_status", "mobile_masked", "mobile_hash") == [
+        ("P3", "masked", "138****8000", None), ("P4", "masked", "138****8000", None)]
     rules = {(r.source, r.raw_record and json.loads(r.raw_record).get("event_id")
               or json.loads(r.raw_record)["external_contact"]["external_userid"]): r.rule
-             for r in read_table(spark, settings, "quarantine_rows").collect()}
+             for r in quarantined.where("source <> 'pos'").collect()}
     assert rules == {("miniprogram", "S2"): "items_valid", ("miniprogram", "S3"): "items_valid",
                      ("miniprogram", "S6"): "items_valid",
                      ("wecom", "W2"): "follow_user_lists", ("wecom", "W3"): "follow_user_lists"}
@@ -394,26 +413,3 @@ def test_wecom_change_without_details_keeps_the_pairs_identifiers(spark, make_se
         ("W2", "del_external_contact", False, u("u2"), [m("13912345679")], ["139****5679"], "张*", "S01", "M"),
         ("W3", "edit_external_contact", True, u("u3"), [], [], "张*", "S01", "M")]
 
-
-def test_unsplittable_lines_are_not_duplicates_of_each_other_and_a_masked_phone_loses_its_country_code(
-        spark, make_settings):
-    """Two POS lines that do not split have no keys: both fail well_formed, and the per-file uniqueness rule does
-    not count their missing keys as equal (it reported "the same (brand_id, order_id, line_no) appears more than
-    once"). A masked phone with a +86 prefix is stored as the contract's `138****8000`, like an unmasked one."""
-    settings = make_settings()
-    from cdp.ingest import run
-    from cdp.lake import read_table
-
-    write(Path(settings.landing_dir), "pos", "2026-11-21", "p.csv", "\n".join([
-        POS_HEADER,
-        "P1,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1",
-        "P2,1,S01,2026-11-20 10:00:00,M1,,K1,Apple,fruit,1,1,1,cash,x",
-        "P3,1,S01,2026-11-20 10:00:00,,+86 138****8000,K1,Apple,fruit,1,1,1,cash",
-        "P4,1,S01,2026-11-20 10:00:00,,0086-138****8000,K1,Apple,fruit,1,1,1,cash"]) + "\n")
-    summary = run(spark, settings, RUN_DATE)
-    assert summary["is_balanced"] and "line_unique" not in summary["sources"]["pos"]["rows_failed_by_rule"]
-    quarantined = read_table(spark, settings, "quarantine_rows").collect()
-    assert sorted(r.source_line for r in quarantined) == [2, 3]
-    assert all(r.rule == "well_formed" and "line_unique" not in r.reason for r in quarantined)
-    assert _rows(spark, settings, "silver_pos_lines", "order_id", "mobile_status", "mobile_masked", "mobile_hash") == [
-        ("P3", "masked", "138****8000", None), ("P4", "masked", "138****8000", None)]
