@@ -50,13 +50,13 @@ CHECKED_TABLES = ("identity_record_map", RECORD_STATE, COMBO_STATE, COMBO_NODES,
 READ_AT_VERSION = ("identity_edges",)
 STATE_SCHEMA = ("source string, silver_version long, run_date date, rules_fingerprint string, "
                 "overrides_version long, checked_versions map<string, long>")
-# silver commits an incremental run can read through the change data feed (ingestion appends and MERGEs;
-# compaction and vacuum change no row)
 DELETION_VECTORS = {"delta.enableDeletionVectors": "true"}
-READABLE_OPERATIONS = {"MERGE", "WRITE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
 # commits that change no row (`cdp maintain`: compaction, vacuum): a checked identity table whose commits since
 # the last run are all of these is as that run left it
 MAINTENANCE_OPERATIONS = {"OPTIMIZE", "VACUUM START", "VACUUM END"}
+# silver commits an incremental run can read through the change data feed (ingestion appends and MERGEs;
+# compaction and vacuum change no row)
+READABLE_OPERATIONS = {"MERGE", "WRITE"} | MAINTENANCE_OPERATIONS
 
 
 @dataclass
